@@ -1,0 +1,39 @@
+# pi-cluster: offline render, tests and checks. Everything runs from venv/ (created on demand).
+VENV   ?= venv
+PY     := $(VENV)/bin/python
+STACK  ?= pi-k3s
+
+.PHONY: render test lint typecheck pytest bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## render: the whole stack under the SDK's mocks -> rendered/ (no cluster, no credentials)
+render: $(VENV)/.runtime
+	$(PY) -m tools.render --stack $(STACK)
+
+## test: lint, format check, type check and the test suite
+test: lint typecheck pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy components config
+
+pytest: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+## bench: render cost against importing the SDKs (medians of several runs)
+bench: $(VENV)/.runtime
+	$(PY) bench/render_bench.py
+
+clean:
+	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache

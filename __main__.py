@@ -1,0 +1,29 @@
+"""pi-cluster: composition only. Settings -> cluster -> platform -> apps -> exports."""
+
+import pulumi
+
+from components.cluster import K3sCluster, K3sClusterArgs
+from components.routes import RouteRegistry
+from components.secrets import Secrets, SecretsArgs
+from components.volumes import VolumeRegistry
+from config.settings import load
+
+settings, secrets = load()
+
+cluster = K3sCluster("k3s", K3sClusterArgs(settings=settings, ssh_private_key=secrets.ssh_private_key))
+provider = cluster.provider
+routes = RouteRegistry(settings.domain)
+volumes = VolumeRegistry()
+
+platform_secrets = Secrets(
+    "secrets",
+    SecretsArgs(settings=settings, provider=provider, onepassword_token=secrets.onepassword_token),
+)
+
+pulumi.export("urls", routes.urls())
+pulumi.export("dnsServer", settings.node(settings.placement.pihole).address)
+pulumi.export(
+    "nodes",
+    {n.name: {"address": n.address, "role": n.role, "model": n.hardware.model} for n in settings.nodes},
+)
+pulumi.export("kubeconfig", cluster.kubeconfig)

@@ -1,0 +1,151 @@
+"""Secrets: External Secrets Operator with 1Password, and one call to declare an ExternalSecret.
+
+The 1Password service-account token is the stack's only bootstrap secret: it goes from the
+stack's secret config straight into the Secret ``onepassword-service-account``. Everything else
+comes from 1Password through :meth:`Secrets.external_secret`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s as kb
+from config.settings import Settings
+
+NAMESPACE = "external-secrets"
+STORE = "onepassword"
+TOKEN_SECRET = "onepassword-service-account"
+
+
+@dataclass(frozen=True)
+class SecretsArgs:
+    settings: Settings
+    provider: k8s.Provider
+    onepassword_token: pulumi.Output[str]
+
+
+class Secrets(pulumi.ComponentResource):
+    """ESO chart, the 1Password token Secret, and the ClusterSecretStore ``onepassword``."""
+
+    release: k8s.helm.v3.Release
+    store: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pi-cluster:secrets:Secrets", name, None, opts)
+        s = args.settings
+        self._settings = s
+        self._provider = args.provider
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
+        chart = s.secrets.chart
+        self.release = k8s.helm.v3.Release(
+            f"{name}-eso",
+            name="external-secrets",
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts={"repo": chart.repo},
+            namespace=NAMESPACE,
+            values=eso_values(s),
+            atomic=True,
+            cleanup_on_fail=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns]),
+        )
+        token = k8s.core.v1.Secret(
+            f"{name}-onepassword-token",
+            metadata=kb.metadata(TOKEN_SECRET, NAMESPACE, "external-secrets"),
+            type="Opaque",
+            string_data={"token": args.onepassword_token},
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns]),
+        )
+        self.store = k8s.apiextensions.CustomResource(
+            f"{name}-store",
+            api_version="external-secrets.io/v1",
+            kind="ClusterSecretStore",
+            metadata=kb.metadata(STORE, None, "external-secrets"),
+            spec={
+                "provider": {
+                    "onepasswordSDK": {
+                        "vault": s.onepassword.vault,
+                        "auth": {
+                            "serviceAccountSecretRef": {
+                                "name": TOKEN_SECRET,
+                                "key": "token",
+                                "namespace": NAMESPACE,
+                            }
+                        },
+                    }
+                }
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[self.release, token]
+            ),
+        )
+        self.register_outputs({"store": STORE})
+
+    def item(self, reference: str) -> str:
+        """A 1Password ``item/field`` reference with the stack's optional item prefix."""
+        if reference.count("/") != 1 or not all(reference.split("/")):
+            raise ValueError(f"1Password reference {reference!r} is not 'item/field'")
+        return f"{self._settings.onepassword.item_prefix}{reference}"
+
+    def external_secret(
+        self,
+        name: str,
+        namespace: str,
+        data: Mapping[str, str],
+        *,
+        target: str | None = None,
+        template: Mapping[str, str] | None = None,
+        refresh: str | None = None,
+        parent: pulumi.Resource,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> k8s.apiextensions.CustomResource:
+        """Declare an ExternalSecret that fills Secret ``target`` (default ``name``).
+
+        ``data`` maps a key of the target Secret to a 1Password ``item/field`` reference;
+        ``template`` optionally renders the Secret's keys from those values (ESO templating).
+        Refreshes every 24h by default: 1Password rate-limits frequent reads.
+        """
+        target_spec: dict[str, Any] = {"name": target or name, "creationPolicy": "Owner"}
+        if template:
+            target_spec["template"] = {"engineVersion": "v2", "data": dict(template)}
+        return k8s.apiextensions.CustomResource(
+            f"{namespace}-{name}-externalsecret",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata=kb.metadata(name, namespace, name),
+            spec={
+                "refreshInterval": refresh or self._settings.secrets.refresh_interval,
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": STORE},
+                "target": target_spec,
+                "data": [
+                    {"secretKey": key, "remoteRef": {"key": self.item(ref)}}
+                    for key, ref in sorted(data.items())
+                ],
+            },
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                provider=self._provider,
+                depends_on=[self.store, *depends_on],
+            ),
+        )
+
+
+def eso_values(s: Settings) -> dict[str, Any]:
+    """Chart values (keys as external-secrets chart 1.2.x reads them)."""
+    r = s.secrets.resources
+    return {
+        "installCRDs": True,
+        "resources": r.spec(),
+        "webhook": {"resources": r.spec()},
+        "certController": {"resources": r.spec()},
+        "metrics": {"service": {"enabled": True}},
+        "podSecurityContext": {"enabled": True},
+        "securityContext": {"enabled": True},
+    }

@@ -1,0 +1,56 @@
+"""Shared fixtures: the whole program runs once per session under the mock runtime."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools import mockrun  # noqa: E402
+
+CRD_SCHEMAS = ROOT.parent / "shared" / "crd-schemas"
+
+
+def require_tool(name: str) -> str:
+    """Path of an external validator; skip without it unless CI demands it (REQUIRE_TOOLS=1)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("REQUIRE_TOOLS") == "1":
+        pytest.fail(f"required tool {name!r} is not installed (REQUIRE_TOOLS=1)")
+    pytest.skip(f"{name} is not installed")
+
+
+def crd_schema_dir() -> Path:
+    if CRD_SCHEMAS.is_dir():
+        return CRD_SCHEMAS
+    if os.environ.get("REQUIRE_TOOLS") == "1":
+        pytest.fail(f"custom resource schemas missing at {CRD_SCHEMAS} (REQUIRE_TOOLS=1)")
+    pytest.skip(f"custom resource schemas not found at {CRD_SCHEMAS}")
+
+
+@pytest.fixture(scope="session")
+def pi_k3s() -> mockrun.Result:
+    """The pi-k3s stack as the program registers it, with stand-ins for secrets."""
+    return mockrun.run("pi-k3s")
+
+
+@pytest.fixture(scope="session")
+def stack_values() -> dict:
+    """Plain config values of Pulumi.pi-k3s.yaml (with the namespace prefix)."""
+    return mockrun.stack_config("pi-k3s")[0]
+
+
+@pytest.fixture(scope="session")
+def rendered_dir(pi_k3s: mockrun.Result, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tools import render
+
+    out = tmp_path_factory.mktemp("rendered")
+    render.write(pi_k3s, out)
+    return out

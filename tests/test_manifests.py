@@ -1,0 +1,108 @@
+"""Every rendered object is valid for Kubernetes 1.33 (strict), custom resources against their CRDs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import crd_schema_dir
+
+K8S_VERSION = "1.33.0"
+
+# Custom resource kinds the stack may declare, and the group of each.
+CUSTOM_KINDS = {
+    ("external-secrets.io", "ClusterSecretStore"),
+    ("external-secrets.io", "ExternalSecret"),
+    ("cert-manager.io", "ClusterIssuer"),
+    ("cert-manager.io", "Certificate"),
+    ("monitoring.coreos.com", "ServiceMonitor"),
+    ("monitoring.coreos.com", "PodMonitor"),
+    ("monitoring.coreos.com", "PrometheusRule"),
+    ("traefik.io", "IngressRoute"),
+    ("traefik.io", "Middleware"),
+    ("traefik.io", "ServersTransport"),
+}
+
+
+def _documents(rendered_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    return [(p, yaml.safe_load(p.read_text())) for p in sorted((rendered_dir / "manifests").rglob("*.yaml"))]
+
+
+def _group(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def _is_builtin(api_version: str) -> bool:
+    group = _group(api_version)
+    return (
+        "." not in group
+        or group.endswith(".k8s.io")
+        or group in {"", "apps", "batch", "policy", "autoscaling"}
+    )
+
+
+def validate_builtin(obj: dict[str, Any]) -> None:
+    """Strict schema validation; a built-in kind without a schema is an error, not a warning."""
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError as err:
+        raise AssertionError(f"no schema for built-in {obj['apiVersion']} {obj['kind']}") from err
+
+
+def validate_custom(obj: dict[str, Any], schemas: Path) -> None:
+    group, _, version = obj["apiVersion"].partition("/")
+    if (group, obj["kind"]) not in CUSTOM_KINDS:
+        raise AssertionError(f"custom resource {obj['apiVersion']} {obj['kind']} is not on the allowlist")
+    path = schemas / group / f"{obj['kind'].lower()}_{version}.json"
+    schema = json.loads(path.read_text())
+    jsonschema.Draft7Validator(schema).validate(obj)
+
+
+def test_every_object_is_valid(rendered_dir: Path) -> None:
+    schemas = crd_schema_dir()
+    docs = _documents(rendered_dir)
+    assert docs
+    failures = []
+    for path, obj in docs:
+        try:
+            if _is_builtin(obj["apiVersion"]):
+                validate_builtin(obj)
+            else:
+                validate_custom(obj, schemas)
+        except (AssertionError, kubernetes_validate.ValidationError, jsonschema.ValidationError) as err:
+            failures.append(f"{path.name}: {str(err).splitlines()[0]}")
+    assert failures == []
+
+
+def test_strict_validation_catches_a_misspelled_field() -> None:
+    bad = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "lables": {}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_builtin(bad)
+
+
+def test_builtin_group_without_schema_fails() -> None:
+    with pytest.raises(AssertionError, match="no schema for built-in"):
+        validate_builtin({"apiVersion": "apps/v9", "kind": "Deployment", "metadata": {"name": "x"}})
+
+
+def test_custom_kind_outside_allowlist_fails() -> None:
+    with pytest.raises(AssertionError, match="not on the allowlist"):
+        validate_custom({"apiVersion": "example.com/v1", "kind": "Widget"}, Path("."))
+
+
+def test_custom_resource_schema_catches_a_misspelled_field() -> None:
+    schemas = crd_schema_dir()
+    store = {
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": "x"},
+        "spec": {"provider": {"onepasswordSDK": {"vault": "v", "auth": {"serviceAcountSecretRef": {}}}}},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(store, schemas)
