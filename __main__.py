@@ -3,6 +3,7 @@
 import pulumi
 
 from components.cluster import K3sCluster, K3sClusterArgs
+from components.metrics import MetricsRegistry
 from components.routes import RouteRegistry
 from components.secrets import Secrets, SecretsArgs
 from components.volumes import VolumeRegistry
@@ -14,6 +15,7 @@ cluster = K3sCluster("k3s", K3sClusterArgs(settings=settings, ssh_private_key=se
 provider = cluster.provider
 routes = RouteRegistry(settings.domain)
 volumes = VolumeRegistry()
+metrics = MetricsRegistry()
 
 platform_secrets = Secrets(
     "secrets",
