@@ -41,6 +41,30 @@ def pi_k3s() -> mockrun.Result:
     return mockrun.run("pi-k3s")
 
 
+STACKS = ("pi-k3s", "dev")
+
+
+@pytest.fixture(scope="session")
+def dev() -> mockrun.Result:
+    """The one-node test environment (Pulumi.dev.yaml)."""
+    return mockrun.run("dev")
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def any_stack(request: pytest.FixtureRequest) -> mockrun.Result:
+    """Each stack the project ships, for checks that must hold in every environment."""
+    return request.getfixturevalue("pi_k3s" if request.param == "pi-k3s" else "dev")
+
+
+@pytest.fixture(scope="session")
+def any_rendered_dir(any_stack: mockrun.Result, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tools import render
+
+    out = tmp_path_factory.mktemp(f"rendered-{any_stack.stack}")
+    render.write(any_stack, out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def stack_values() -> dict:
     """Plain config values of Pulumi.pi-k3s.yaml (with the namespace prefix)."""

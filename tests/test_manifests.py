@@ -64,9 +64,9 @@ def validate_custom(obj: dict[str, Any], schemas: Path) -> None:
     jsonschema.Draft7Validator(schema).validate(obj)
 
 
-def test_every_object_is_valid(rendered_dir: Path) -> None:
+def test_every_object_is_valid(any_rendered_dir: Path) -> None:
     schemas = crd_schema_dir()
-    docs = _documents(rendered_dir)
+    docs = _documents(any_rendered_dir)
     assert docs
     failures = []
     for path, obj in docs:

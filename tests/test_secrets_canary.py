@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from config.settings import NAMESPACE, SECRET_KEYS
+from tests.conftest import STACKS
 from tools import mockrun, render
 
 CANARIES = {f"{NAMESPACE}:{k}": f"CANARY-{k}-7f3a9c" for k in SECRET_KEYS}
 
 
-@pytest.fixture(scope="module")
-def canary_run() -> mockrun.Result:
-    return mockrun.run("pi-k3s", secrets=CANARIES)
+@pytest.fixture(scope="module", params=STACKS)
+def canary_run(request: pytest.FixtureRequest) -> mockrun.Result:
+    return mockrun.run(request.param, secrets=CANARIES)
 
 
 def _leaks(text: str) -> list[str]:

@@ -128,9 +128,9 @@ def summary(result: mockrun.Result) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="pi-k3s")
-    parser.add_argument("--out", default=None, help="default: rendered")
+    parser.add_argument("--out", default=None, help="default: rendered (rendered/<stack> for others)")
     args = parser.parse_args(argv)
-    out = Path(args.out or "rendered")
+    out = Path(args.out or ("rendered" if args.stack == "pi-k3s" else f"rendered/{args.stack}"))
     try:
         result = mockrun.run(args.stack)
     except Exception as err:  # a settings error is the user's message, not a traceback
