@@ -3,6 +3,8 @@
 import pulumi
 
 from components.cluster import K3sCluster, K3sClusterArgs
+from components.external_services import ExternalServices, ExternalServicesArgs
+from components.ingress import IngressTls, IngressTlsArgs
 from components.metrics import MetricsRegistry
 from components.routes import RouteRegistry
 from components.secrets import Secrets, SecretsArgs
@@ -22,6 +24,23 @@ platform_secrets = Secrets(
     SecretsArgs(settings=settings, provider=provider, onepassword_token=secrets.onepassword_token),
 )
 
+ingress = IngressTls(
+    "ingress",
+    IngressTlsArgs(
+        settings=settings,
+        provider=provider,
+        secrets=platform_secrets,
+        cloudflare_api_token=secrets.cloudflare_api_token,
+        cloudflare_zone_id=secrets.cloudflare_zone_id,
+        metrics=metrics,
+    ),
+)
+ExternalServices(
+    "external-services", ExternalServicesArgs(settings=settings, provider=provider, routes=routes)
+)
+
+# Apps above declare their routes; the ingress reads the registry last (it freezes it).
+ingress.publish(routes)
 pulumi.export("urls", routes.urls())
 pulumi.export("dnsServer", settings.node(settings.placement.pihole).address)
 pulumi.export(

@@ -47,6 +47,9 @@ class Route:
     read_timeout: int | None = None
     send_timeout: int | None = None
     dashboard: Dashboard | None = None
+    # Resources the derived objects wait for (e.g. the backend Service), so one `pulumi up`
+    # on an empty cluster creates them in order. Not part of the route's identity.
+    depends_on: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not DNS_LABEL.match(self.host_prefix):

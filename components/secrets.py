@@ -132,7 +132,8 @@ class Secrets(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=parent,
                 provider=self._provider,
-                depends_on=[self.store, *depends_on],
+                # The release installs the ExternalSecret CRD; the store is what it reads from.
+                depends_on=[self.release, self.store, *depends_on],
             ),
         )
 

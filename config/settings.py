@@ -75,11 +75,24 @@ class K3s(Model):
     service_cidr: Cidr = "10.43.0.0/16"
 
 
+class DeviceRoute(Model):
+    """How a LAN device's web UI is published at ``https://<hostPrefix>.<domain>``."""
+
+    host_prefix: DnsLabel
+    port: int = Field(gt=0, lt=65536)
+    protocol: Literal["http", "https"] = "http"
+    health_path: str = Field(default="/", pattern=r"^/")
+    group: str = Field(default="Network", min_length=1)
+    icon: str = Field(default="mdi-web", min_length=1)
+
+
 class LanDevice(Model):
     """A device on the LAN that the cluster reaches by address (NAS, controller)."""
 
     name: DnsLabel
     address: IPv4
+    # Set to publish the device's web UI through the ingress (selector-less Service + EndpointSlice).
+    route: DeviceRoute | None = None
 
 
 class OnePassword(Model):
@@ -102,6 +115,52 @@ class Placement(Model):
 
     pihole: DnsLabel
     unbound: DnsLabel
+    # The ingress controller binds hostPort 443 here; the wildcard DNS record points at it.
+    ingress: DnsLabel
+
+
+class ControllerChart(Model):
+    """One ingress controller's chart and the resources of its pod."""
+
+    chart: Chart
+    resources: Resources
+
+
+class CertManagerSettings(Model):
+    chart: Chart
+    resources: Resources
+    # DNS-01 self checks ask public resolvers only: the LAN's Pi-hole answers the domain locally.
+    recursive_nameservers: list[str] = Field(
+        default_factory=lambda: ["1.1.1.1:53", "9.9.9.9:53"], min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _nameservers_are_ip_port(self) -> CertManagerSettings:
+        for ns in self.recursive_nameservers:
+            host, _, port = ns.rpartition(":")
+            try:
+                ipaddress.IPv4Address(host)
+                ok = port.isdigit() and 0 < int(port) < 65536
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"recursiveNameservers entry {ns!r} is not <IPv4>:<port>")
+        return self
+
+
+class IngressSettings(Model):
+    """Ingress controller, cert-manager and Let's Encrypt; which controller runs is one key."""
+
+    controller: Literal["ingress-nginx", "traefik"] = "ingress-nginx"
+    issuer: Literal["letsencrypt-prod", "letsencrypt-staging"] = "letsencrypt-prod"
+    acme_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,63}$")
+    # 1Password item/field holding the Cloudflare API token cert-manager solves DNS-01 with.
+    cloudflare_token_ref: str = Field(default="cloudflare/api-token", pattern=r"^[^/]+/[^/]+$")
+    # Certificates of https backends (LAN devices) are self-signed; verify only if they are not.
+    verify_https_backends: bool = False
+    ingress_nginx: ControllerChart
+    traefik: ControllerChart
+    cert_manager: CertManagerSettings
 
 
 class Settings(Model):
@@ -116,6 +175,7 @@ class Settings(Model):
     onepassword: OnePassword
     placement: Placement
     secrets: SecretsSettings
+    ingress: IngressSettings
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -172,6 +232,11 @@ def consistency_problems(s: Settings) -> list[str]:
             )
     for dup in _duplicates([d.name for d in s.lan_devices]):
         problems.append(f"{NAMESPACE}:lanDevices: duplicate device name {dup!r}")
+    for dup in _duplicates([d.route.host_prefix for d in s.lan_devices if d.route]):
+        problems.append(
+            f"{NAMESPACE}:lanDevices: two devices publish the same host {dup}.{s.domain} "
+            f"(route.hostPrefix {dup!r})"
+        )
     names = {n.name for n in s.nodes}
     for workload, node in s.placement.model_dump(by_alias=True).items():
         if node is not None and node not in names:

@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT))
 
 from tools import mockrun  # noqa: E402
 
-CRD_SCHEMAS = ROOT.parent / "shared" / "crd-schemas"
+# Beside the project in CI; CRD_SCHEMAS points elsewhere (e.g. from a git worktree).
+CRD_SCHEMAS = Path(os.environ.get("CRD_SCHEMAS", str(ROOT.parent / "shared" / "crd-schemas")))
 
 
 def require_tool(name: str) -> str:

@@ -76,8 +76,14 @@ class Registration:
             and self.type.startswith("kubernetes:")
             and not self.type.startswith("kubernetes:helm.sh/")
             and not self.type.startswith("pulumi:providers:")
+            and not self.is_patch
             and "kind" in self.inputs
         )
+
+    @property
+    def is_patch(self) -> bool:
+        """A server-side-apply patch of an object another resource owns (e.g. ServicePatch)."""
+        return self.type.startswith("kubernetes:") and self.type.endswith("Patch")
 
 
 def _walk(value: Any, secret: Any) -> Any:
