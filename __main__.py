@@ -2,7 +2,9 @@
 
 import pulumi
 
+from components.backups import Backups, BackupsArgs
 from components.cluster import K3sCluster, K3sClusterArgs
+from components.media import Media, MediaArgs
 from components.metrics import MetricsRegistry
 from components.routes import RouteRegistry
 from components.secrets import Secrets, SecretsArgs
@@ -20,6 +22,14 @@ metrics = MetricsRegistry()
 platform_secrets = Secrets(
     "secrets",
     SecretsArgs(settings=settings, provider=provider, onepassword_token=secrets.onepassword_token),
+)
+
+media = Media("media", MediaArgs(settings, provider, routes, volumes, platform_secrets))
+
+# Backups read the volume registry: build them after every component that declares stateful
+# volumes (the registry is frozen then; a later declaration fails) and before status/homepage.
+backups = Backups(
+    "backups", BackupsArgs(settings, provider, volumes, platform_secrets, media.postgres_service)
 )
 
 pulumi.export("urls", routes.urls())
