@@ -41,7 +41,7 @@ nas_retention() {
 
 # Newest YYYY-MM-DD folder name under $1 on the NAS (empty if none).
 nas_latest_day() {
-  nas_ssh ls -1 -- "$1" | { grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' || true; } | sort | tail -n 1
+  nas_ssh ls -1 -- "$1" | { grep -E '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$' || true; } | sort | tail -n 1
 }
 
 # Fail unless the PostgreSQL client's major version equals the server's.

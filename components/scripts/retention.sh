@@ -2,8 +2,8 @@
 # Keep the newest $KEEP dated folders (YYYY-MM-DD, a real month and day) directly under
 # $BACKUP_ROOT and delete the older ones. Nothing else is touched: other names, malformed dates,
 # files and symlinks stay. Runs on the NAS (piped to `sh -s`) and in the tests on a temp dir.
-# shellcheck disable=SC3040 # busybox ash, the NAS's sh and bash all support pipefail
-set -euo pipefail
+# The NAS's sh may lack pipefail, so this script has no pipelines and sets only -eu.
+set -eu
 
 root="${BACKUP_ROOT:?BACKUP_ROOT is required}"
 keep="${KEEP:?KEEP is required}"
@@ -33,19 +33,22 @@ is_day() {
   [ "$month" -ge 1 ] && [ "$month" -le 12 ] && [ "$day" -ge 1 ] && [ "$day" -le 31 ]
 }
 
-days=$(for entry in "$root"/*; do
+# Pathname expansion is sorted, and YYYY-MM-DD sorts by date: oldest first.
+days=""
+total=0
+for entry in "$root"/*; do
   name=${entry##*/}
   if [ -d "$entry" ] && [ ! -L "$entry" ] && is_day "$name"; then
-    echo "$name"
-  fi
-done | sort -r)
-
-count=0
-for day in $days; do
-  count=$((count + 1))
-  if [ "$count" -gt "$keep" ]; then
-    echo "retention: removing $root/$day"
-    rm -rf -- "${root:?}/$day"
+    days="$days $name"
+    total=$((total + 1))
   fi
 done
-echo "retention: $count dated folder(s) found, newest $keep kept in $root"
+
+excess=$((total - keep))
+for day in $days; do
+  [ "$excess" -gt 0 ] || break
+  echo "retention: removing $root/$day"
+  rm -rf -- "${root:?}/$day"
+  excess=$((excess - 1))
+done
+echo "retention: $total dated folder(s) found, newest $keep kept in $root"
