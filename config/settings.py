@@ -319,8 +319,8 @@ def _media_problems(s: Settings) -> list[str]:
             )
     db = s.media.immich.database
     tag = db.image.split("@", 1)[0].rpartition(":")[2]
-    ships = {"vectorchord": "vectorchord", "pgvecto.rs": "pgvectors", "pgvector": "pgvector"}
-    if ships[db.vector_extension] not in tag:
+    ships = {"vectorchord": r"vectorchord", "pgvecto.rs": r"pgvectors", "pgvector": r"pgvector(?!s)"}
+    if not re.search(rf"(^|-){ships[db.vector_extension]}", tag):
         problems.append(
             f"{NAMESPACE}:media.immich.database.vectorExtension: {db.vector_extension!r} is not in the "
             f"database image {db.image!r}"
