@@ -295,6 +295,8 @@ class Media(pulumi.ComponentResource):
             ports=[{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
             volume_mounts=[
                 {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                # The image's entrypoint writes postgresql.conf here at start (read-only root fs).
+                {"name": "conf", "mountPath": "/etc/postgresql"},
                 {"name": "run", "mountPath": "/var/run/postgresql"},
                 {"name": "tmp", "mountPath": "/tmp"},
                 {"name": "shm", "mountPath": "/dev/shm"},
@@ -315,6 +317,7 @@ class Media(pulumi.ComponentResource):
                 run_as_user=POSTGRES_UID,
                 volumes=[
                     {"name": "data", "persistentVolumeClaim": {"claimName": "immich-postgresql-data"}},
+                    {"name": "conf", "emptyDir": {"sizeLimit": "16Mi"}},
                     {"name": "run", "emptyDir": {}},
                     {"name": "tmp", "emptyDir": {}},
                     {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "128Mi"}},

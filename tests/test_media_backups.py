@@ -229,6 +229,11 @@ def test_postgres(pi_k3s: mockrun.Result) -> None:
     assert c["image"] == "ghcr.io/immich-app/postgres:14-vectorchord0.4.3-pgvectors0.2.0"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["exec"]["command"][0] == "pg_isready"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(dep)["volumes"]}
+    # immich's entrypoint writes /etc/postgresql/postgresql.conf; the root filesystem is read-only
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "emptyDir" in volumes[mounts["/etc/postgresql"]]
     env = env_of(c)
     assert env["POSTGRES_PASSWORD"] == {"secretKeyRef": {"name": "immich-db", "key": "DB_PASSWORD"}}
     svc = pi_k3s.manifest("Service", "immich-postgresql", "immich")
