@@ -383,7 +383,10 @@ def immich_values(s: Settings) -> dict[str, Any]:
                 }
             }
         },
-        "machine-learning": {"enabled": im.machine_learning},
+        "machine-learning": {
+            "enabled": im.machine_learning,
+            "controllers": {"main": {"containers": {"main": {"securityContext": container_security}}}},
+        },
         "valkey": {
             "enabled": True,
             "controllers": {

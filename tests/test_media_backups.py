@@ -168,7 +168,7 @@ def test_immich_chart_is_pinned(pi_k3s: mockrun.Result) -> None:
 
 def test_immich_values(pi_k3s: mockrun.Result) -> None:
     values = immich(pi_k3s).plain_inputs["values"]
-    assert values["machine-learning"] == {"enabled": False}
+    assert values["machine-learning"]["enabled"] is False
     assert values["controllers"]["main"]["containers"]["main"]["image"]["tag"] == "v2.4.1"
     assert values["immich"]["persistence"]["library"]["existingClaim"] == "immich-library"
     assert values["defaultPodOptions"]["nodeSelector"] == {"kubernetes.io/hostname": PI5}
@@ -191,7 +191,11 @@ def test_machine_learning_can_be_turned_on() -> None:
     media = copy.deepcopy(mockrun.stack_config("pi-k3s")[0]["pi-cluster:media"])
     media["immich"]["machineLearning"] = True
     values = immich(mockrun.run(overrides={"pi-cluster:media": media})).plain_inputs["values"]
-    assert values["machine-learning"] == {"enabled": True}
+    ml = values["machine-learning"]
+    assert ml["enabled"] is True
+    # the namespace enforces the restricted Pod Security Standard
+    security = ml["controllers"]["main"]["containers"]["main"]["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
 
 
 def _chart_values_keys() -> set[str]:
@@ -463,3 +467,12 @@ def test_bad_schedule_stops_the_program_before_any_resource() -> None:
     backups["schedules"]["pvc"] = "0 25 * * 0"
     with pytest.raises(SettingsError, match=r"pi-cluster:backups.schedules.pvc: '0 25 \* \* 0'"):
         mockrun.run(overrides={"pi-cluster:backups": backups})
+
+
+def test_namespaces_pod_security(pi_k3s: mockrun.Result) -> None:
+    for name in ("jellyfin", "immich"):
+        labels = pi_k3s.manifest("Namespace", name)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    ns = pi_k3s.manifest("Namespace", "backup-jobs")["metadata"]
+    assert ns["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert "hostPath" in ns["annotations"]["pi-cluster/pod-security-reason"]
