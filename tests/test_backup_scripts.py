@@ -401,9 +401,7 @@ def test_drill_sqlite_checks_integrity(shell: list, drill_env: dict) -> None:
 
 def test_drill_sqlite_with_real_sqlite(shell: list, drill_env: dict, tmp_path: Path) -> None:
     """The real sqlite3 says "ok" for a sound database and not for a damaged one."""
-    real = shutil.which("sqlite3", path=os.environ["PATH"])
-    if real is None:
-        pytest.skip("sqlite3 is not installed")
+    require_tool("sqlite3")
     import sqlite3
 
     kuma = Path(drill_env["WORK"]) / "sqlite" / "uptime-kuma_uptime-kuma-data"
