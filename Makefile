@@ -34,6 +34,7 @@ pytest: $(VENV)/.dev
 ## bench: render cost against importing the SDKs (medians of several runs)
 bench: $(VENV)/.runtime
 	$(PY) bench/render_bench.py
+	$(PY) bench/retention_bench.py
 
 clean:
 	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,11 @@
 
 import pulumi
 
+from components.backups import Backups, BackupsArgs
 from components.cluster import K3sCluster, K3sClusterArgs
 from components.external_services import ExternalServices, ExternalServicesArgs
 from components.ingress import IngressTls, IngressTlsArgs
+from components.media import Media, MediaArgs
 from components.metrics import MetricsRegistry
 from components.routes import RouteRegistry
 from components.secrets import Secrets, SecretsArgs
@@ -39,8 +41,20 @@ ExternalServices(
     "external-services", ExternalServicesArgs(settings=settings, provider=provider, routes=routes)
 )
 
+media = (
+    Media("media", MediaArgs(settings, provider, routes, volumes, platform_secrets))
+    if settings.media
+    else None
+)
+
+# Backups read the volume registry: build them after every component that declares stateful
+# volumes (the registry is frozen then; a later declaration fails) and before status/homepage.
+if settings.backups and media:
+    Backups("backups", BackupsArgs(settings, provider, volumes, platform_secrets, media.postgres_service))
+
 # Apps above declare their routes; the ingress reads the registry last (it freezes it).
 ingress.publish(routes)
+
 pulumi.export("urls", routes.urls())
 pulumi.export("dnsServer", settings.node(settings.placement.pihole).address)
 pulumi.export(

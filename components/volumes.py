@@ -27,11 +27,22 @@ class StatefulVolume:
 @dataclass
 class VolumeRegistry:
     volumes: list[StatefulVolume] = field(default_factory=list)
+    frozen: bool = False
 
     def add(self, volume: StatefulVolume) -> None:
+        if self.frozen:
+            raise ValueError(
+                f"stateful volume {volume.namespace}/{volume.name} declared after backups read the "
+                "registry; build Backups after every component that declares volumes"
+            )
         if any(v.namespace == volume.namespace and v.name == volume.name for v in self.volumes):
             raise ValueError(f"stateful volume {volume.namespace}/{volume.name} declared twice")
         self.volumes.append(volume)
+
+    def freeze(self) -> tuple[StatefulVolume, ...]:
+        """Close the registry (later declarations fail loudly) and return every volume."""
+        self.frozen = True
+        return tuple(self.volumes)
 
     def on_node(self, node: str) -> list[StatefulVolume]:
         return [v for v in self.volumes if v.node == node]

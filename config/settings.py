@@ -8,8 +8,11 @@ Keys live in the ``pi-cluster`` config namespace and are camelCase, as users wri
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,10 +20,13 @@ import pulumi
 from pydantic import Field, ValidationError, model_validator
 
 from config.types import (
+    AbsPath,
     Chart,
     Cidr,
+    CronSchedule,
     DnsLabel,
     Domain,
+    Image,
     IPv4,
     K3sVersion,
     LabelKey,
@@ -28,6 +34,7 @@ from config.types import (
     Memory,
     Model,
     Resources,
+    Version,
 )
 
 NAMESPACE = "pi-cluster"
@@ -117,6 +124,10 @@ class Placement(Model):
     unbound: DnsLabel
     # The ingress controller binds hostPort 443 here; the wildcard DNS record points at it.
     ingress: DnsLabel
+    jellyfin: DnsLabel
+    immich: DnsLabel
+    # Where backup jobs run: the node holding the local-path volumes.
+    backups: DnsLabel
 
 
 class ControllerChart(Model):
@@ -163,6 +174,86 @@ class IngressSettings(Model):
     cert_manager: CertManagerSettings
 
 
+NfsVersion = Literal["3", "4", "4.1", "4.2"]
+
+
+class Jellyfin(Model):
+    image: Image
+    config_size: Memory = "5Gi"
+    video_path: AbsPath  # NFS export on the NAS, mounted read-only
+    video_size: Memory = "1Ti"
+    resources: Resources
+
+
+class ImmichDatabase(Model):
+    """Self-managed PostgreSQL with a vector extension (Immich's own image)."""
+
+    image: Image
+    # What Immich's DB_VECTOR_EXTENSION says; must be one the image ships.
+    vector_extension: Literal["vectorchord", "pgvecto.rs", "pgvector"]
+    name: DnsLabel = "immich"
+    user: DnsLabel = "immich"
+    size: Memory = "5Gi"
+    resources: Resources
+
+
+class Immich(Model):
+    chart: Chart
+    version: Version  # server image tag, e.g. v2.4.1
+    machine_learning: bool = False  # too heavy for a Pi; off unless asked for
+    library_path: AbsPath
+    library_size: Memory = "1Ti"
+    valkey_size: Memory = "1Gi"
+    # Plain server environment (non-secret); the DB password comes from 1Password.
+    env: dict[str, str] = Field(default_factory=dict)
+    # 1Password item/field of the database password.
+    db_password_ref: str = Field(pattern=r"^[^/]+/[^/]+$")
+    database: ImmichDatabase
+    server_resources: Resources
+    valkey_resources: Resources
+
+
+class Media(Model):
+    """Jellyfin and Immich on the NAS."""
+
+    nas: DnsLabel  # a lanDevices name
+    nfs_version: NfsVersion = "3"
+    jellyfin: Jellyfin
+    immich: Immich
+
+
+class BackupImages(Model):
+    rsync: Image  # ships rsync, ssh and a POSIX shell; nothing is installed at run time
+    postgres_client: Image  # major version must match the database image
+    sqlite: Image
+
+
+class BackupSchedules(Model):
+    pvc: CronSchedule = "0 2 * * 0"
+    postgres: CronSchedule = "30 2 * * 0"
+    restore_drill: CronSchedule = "0 5 * * 0"
+
+
+class Backups(Model):
+    """Weekly copies to the NAS over SSH, and the restore drill that proves them."""
+
+    nas: DnsLabel  # a lanDevices name
+    ssh_user: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    ssh_port: int = Field(default=22, gt=0, lt=65536)
+    # One known_hosts line for the NAS ("<address> <key type> <base64 key>"): host key checking.
+    known_hosts: str
+    ssh_key_ref: str = Field(pattern=r"^[^/]+/[^/]+$")  # 1Password item/field of the private key
+    volumes_path: AbsPath
+    postgres_path: AbsPath
+    retention: int = Field(ge=1, le=520)
+    local_path_root: AbsPath = "/var/lib/rancher/k3s/storage"
+    schedules: BackupSchedules = BackupSchedules()
+    images: BackupImages
+    # Tables the restore drill expects rows in after restoring the latest dump.
+    drill_tables: list[str] = Field(min_length=1)
+    resources: Resources
+
+
 class Settings(Model):
     """Everything the program reads from the stack configuration."""
 
@@ -176,6 +267,9 @@ class Settings(Model):
     placement: Placement
     secrets: SecretsSettings
     ingress: IngressSettings
+    # Optional capabilities: leave the section out (as the dev stack does) to build none of it.
+    media: Media | None = None
+    backups: Backups | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -183,6 +277,19 @@ class Settings(Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def enabled_media(self) -> Media:
+        """The media section, for components that only exist when it is set."""
+        if self.media is None:
+            raise SettingsError(f"{NAMESPACE}:media: not set, but a media component was built")
+        return self.media
+
+    @property
+    def enabled_backups(self) -> Backups:
+        if self.backups is None:
+            raise SettingsError(f"{NAMESPACE}:backups: not set, but the backup component was built")
+        return self.backups
 
     @property
     def server(self) -> Node:
@@ -247,6 +354,91 @@ def consistency_problems(s: Settings) -> list[str]:
     for k3s_net in (s.k3s.cluster_cidr, s.k3s.service_cidr):
         if ipaddress.IPv4Network(k3s_net).overlaps(lan):
             problems.append(f"{NAMESPACE}:k3s: network {k3s_net} overlaps lanCidr {s.lan_cidr}")
+    problems += _media_problems(s)
+    return problems
+
+
+_KNOWN_HOST = re.compile(
+    r"^(\S+) (ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ssh-rsa) ([A-Za-z0-9+/]+=*)$"
+)
+_TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def image_major(image: str) -> str | None:
+    """The PostgreSQL major version in a tag such as ``14.17-bookworm`` or ``14-vectorchord0.4.3``."""
+    tag = image.split("@", 1)[0].rpartition(":")[2]
+    match = re.match(r"^(\d+)(?:[.-]|$)", tag)
+    return match.group(1) if match else None
+
+
+def _known_host_problem(entry: str, address: str, port: int) -> str | None:
+    match = _KNOWN_HOST.match(entry.strip())
+    if not match:
+        return "is not one known_hosts line '<host> <key type> <base64 key>'"
+    hosts = match.group(1).split(",")
+    want = address if port == 22 else f"[{address}]:{port}"
+    if want not in hosts:
+        return f"names {match.group(1)!r}, not the NAS {want!r}"
+    try:
+        blob = base64.b64decode(match.group(3), validate=True)
+    except binascii.Error:
+        return "has a key that is not base64"
+    if len(blob) < 4 or blob[4 : 4 + int.from_bytes(blob[:4], "big")] != match.group(2).encode():
+        return f"has a key blob that is not a {match.group(2)} key"
+    return None
+
+
+def _media_problems(s: Settings) -> list[str]:
+    problems: list[str] = []
+    devices = {d.name for d in s.lan_devices}
+    if s.backups is not None and s.media is None:
+        problems.append(
+            f"{NAMESPACE}:backups: backups dump Immich's database; they need the media section too"
+        )
+    nas_keys = [("media.nas", s.media.nas)] if s.media else []
+    nas_keys += [("backups.nas", s.backups.nas)] if s.backups else []
+    for key, device in nas_keys:
+        if device not in devices:
+            problems.append(
+                f"{NAMESPACE}:{key}: {device!r} is not in lanDevices ({', '.join(sorted(devices)) or 'none'})"
+            )
+    if s.media is not None:
+        db = s.media.immich.database
+        tag = db.image.split("@", 1)[0].rpartition(":")[2]
+        ships = {"vectorchord": r"vectorchord", "pgvecto.rs": r"pgvectors", "pgvector": r"pgvector(?!s)"}
+        if not re.search(rf"(^|-){ships[db.vector_extension]}", tag):
+            problems.append(
+                f"{NAMESPACE}:media.immich.database.vectorExtension: {db.vector_extension!r} is not in "
+                f"the database image {db.image!r}"
+            )
+        if "DB_PASSWORD" in s.media.immich.env:
+            problems.append(
+                f"{NAMESPACE}:media.immich.env.DB_PASSWORD: secrets come from 1Password, not settings"
+            )
+    if s.media is not None and s.backups is not None:
+        db = s.media.immich.database
+        server, client = image_major(db.image), image_major(s.backups.images.postgres_client)
+        if server is None or server != client:
+            problems.append(
+                f"{NAMESPACE}:backups.images.postgresClient: major version {client!r} of "
+                f"{s.backups.images.postgres_client!r} does not match the database image's {server!r}"
+            )
+    if s.backups is None:
+        return problems
+    if s.backups.nas in devices:
+        problem = _known_host_problem(
+            s.backups.known_hosts, s.device(s.backups.nas).address, s.backups.ssh_port
+        )
+        if problem:
+            problems.append(f"{NAMESPACE}:backups.knownHosts: {s.backups.known_hosts!r} {problem}")
+    for i, table in enumerate(s.backups.drill_tables):
+        if not _TABLE.match(table):
+            problems.append(f"{NAMESPACE}:backups.drillTables[{i}]: {table!r} is not a plain table name")
+    if s.backups.volumes_path == s.backups.postgres_path:
+        problems.append(
+            f"{NAMESPACE}:backups.postgresPath: {s.backups.postgres_path!r} must differ from volumesPath "
+            "(retention counts dated folders per path)"
+        )
     return problems
 
 

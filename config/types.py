@@ -128,7 +128,62 @@ def _label_value(value: str) -> str:
     return value
 
 
+_ABS_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+# Cron fields: minute, hour, day of month, month, day of week (0 and 7 are Sunday).
+_CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+
+
+def _abs_path(value: str) -> str:
+    """An absolute path of plain characters (it is passed to NFS mounts and remote shells)."""
+    if not _ABS_PATH.match(value) or "/../" in f"{value}/" or "/./" in f"{value}/":
+        raise ValueError(
+            f"{value!r} is not an absolute path such as /volume1/video (letters, digits, '.', '_', '-')"
+        )
+    return value
+
+
+def _cron_number(text: str, low: int, high: int) -> int:
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(text)
+    return int(text)
+
+
+def _cron_field(text: str, low: int, high: int) -> None:
+    for part in text.split(","):
+        base, slash, step = part.partition("/")
+        if slash:
+            _cron_number(step, 1, high)
+        if base == "*":
+            continue
+        first, dash, last = base.partition("-")
+        a = _cron_number(first, low, high)
+        if dash and _cron_number(last, low, high) < a:
+            raise ValueError(part)
+        if slash and not dash:
+            raise ValueError(part)
+
+
+def _cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(f"{value!r} is not a cron schedule: it needs 5 fields, has {len(fields)}")
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        try:
+            _cron_field(text, low, high)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid cron schedule: {name} field {text!r}") from None
+    return value
+
+
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+CronSchedule = Annotated[str, AfterValidator(_cron)]
 Domain = Annotated[str, AfterValidator(_domain)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 Cidr = Annotated[str, AfterValidator(_cidr)]

@@ -159,11 +159,8 @@ def test_bad_config_registers_nothing() -> None:
     pmocks.MockMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
         with pytest.raises(SettingsError, match=r"pi-cluster:placement.pihole"):
-            mockrun.run(
-                overrides={
-                    "pi-cluster:placement": {"pihole": "nowhere", "unbound": "pi-k3s", "ingress": "pi-k3s"}
-                }
-            )
+            placement = {**mockrun.stack_config("pi-k3s")[0]["pi-cluster:placement"], "pihole": "nowhere"}
+            mockrun.run(overrides={"pi-cluster:placement": placement})
     finally:
         pmocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]
     assert [t for t in seen if t != "pulumi:pulumi:Stack"] == []

@@ -1,0 +1,410 @@
+"""Media: Jellyfin and Immich, with the family's files on the NAS.
+
+The NAS shares are static NFS PersistentVolumes with the Retain policy (deleting a claim never
+deletes photos); app state (Jellyfin's config, Immich's database and queue) lives in protected
+local-path volumes declared through :func:`components.volumes.stateful_pvc`, so the backup
+component copies them without being told. Both apps only declare routes; ingress, monitors and
+tiles derive from those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s as kb
+from components.routes import Dashboard, Route, RouteRegistry
+from components.secrets import Secrets
+from components.volumes import VolumeRegistry, stateful_pvc
+from config.settings import Settings
+
+JELLYFIN_NS = "jellyfin"
+IMMICH_NS = "immich"
+JELLYFIN_PORT = 8096
+IMMICH_PORT = 2283
+POSTGRES_PORT = 5432
+POSTGRES_SERVICE = "immich-postgresql"
+IMMICH_SECRET = "immich-db"
+# Immich's images run as this user; the volumes are group-owned by it (fsGroup).
+APP_UID = 1000
+POSTGRES_UID = 999
+
+
+@dataclass(frozen=True)
+class MediaArgs:
+    settings: Settings
+    provider: k8s.Provider
+    routes: RouteRegistry
+    volumes: VolumeRegistry
+    secrets: Secrets
+
+
+def nfs_volume(
+    name: str,
+    *,
+    server: str,
+    path: str,
+    size: str,
+    version: str,
+    access_mode: str,
+    read_only: bool,
+    resource_name: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.PersistentVolume:
+    """A static NFS PersistentVolume that outlives its claim (Retain) and Pulumi (protect)."""
+    mount_options = [f"nfsvers={version}", "hard", "noatime"]
+    if read_only:
+        mount_options.append("ro")
+    return k8s.core.v1.PersistentVolume(
+        resource_name,
+        metadata=kb.metadata(name),
+        spec={
+            "capacity": {"storage": size},
+            "accessModes": [access_mode],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "mountOptions": mount_options,
+            "nfs": {"server": server, "path": path, "readOnly": read_only},
+        },
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)),
+    )
+
+
+class Media(pulumi.ComponentResource):
+    """Jellyfin (Deployment) and Immich (chart + self-managed PostgreSQL)."""
+
+    immich_release: k8s.helm.v3.Release
+    postgres_service: str  # in-cluster host name of Immich's database
+
+    def __init__(self, name: str, args: MediaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pi-cluster:media:Media", name, None, opts)
+        self._name = name
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self._jellyfin()
+        self._immich()
+        self.postgres_service = f"{POSTGRES_SERVICE}.{IMMICH_NS}.svc.cluster.local"
+        self.register_outputs({"postgresService": self.postgres_service})
+
+    def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self._args.provider, depends_on=list(depends_on))
+
+    def _jellyfin(self) -> None:
+        s, a, name = self._args.settings, self._args, self._name
+        j, node = s.enabled_media.jellyfin, s.placement.jellyfin
+        ns = kb.namespace(JELLYFIN_NS, resource_name=f"{name}-jellyfin-namespace", opts=self._child)
+        config = stateful_pvc(
+            a.volumes,
+            name="jellyfin-config",
+            namespace=JELLYFIN_NS,
+            size=j.config_size,
+            node=node,
+            app="jellyfin",
+            resource_name=f"{name}-jellyfin-config",
+            opts=self._opts(ns),
+        )
+        pv = nfs_volume(
+            "jellyfin-video",
+            server=s.device(s.enabled_media.nas).address,
+            path=j.video_path,
+            size=j.video_size,
+            version=s.enabled_media.nfs_version,
+            access_mode="ReadOnlyMany",
+            read_only=True,
+            resource_name=f"{name}-jellyfin-video-pv",
+            opts=self._child,
+        )
+        video = kb.pvc(
+            "jellyfin-video",
+            JELLYFIN_NS,
+            j.video_size,
+            app="jellyfin",
+            storage_class="",
+            access_mode="ReadOnlyMany",
+            volume_name="jellyfin-video",
+            resource_name=f"{name}-jellyfin-video",
+            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), pulumi.ResourceOptions(protect=True)),
+        )
+        main = kb.container(
+            "jellyfin",
+            j.image,
+            j.resources,
+            env={"TZ": s.timezone, "JELLYFIN_CACHE_DIR": "/cache"},
+            ports=[{"name": "http", "containerPort": JELLYFIN_PORT, "protocol": "TCP"}],
+            volume_mounts=[
+                {"name": "config", "mountPath": "/config"},
+                {"name": "video", "mountPath": "/media", "readOnly": True},
+                {"name": "cache", "mountPath": "/cache"},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            startup=kb.http_probe("/health", "http", period=10, failures=30),
+            readiness=kb.http_probe("/health", "http"),
+            liveness=kb.http_probe("/health", "http", period=30, failures=5),
+            run_as_user=APP_UID,
+        )
+        kb.deployment(
+            "jellyfin",
+            JELLYFIN_NS,
+            [main],
+            recreate=True,  # the config volume is ReadWriteOnce
+            pod=kb.PodOptions(
+                node_name=node,
+                fs_group=APP_UID,
+                run_as_user=APP_UID,
+                volumes=[
+                    {"name": "config", "persistentVolumeClaim": {"claimName": "jellyfin-config"}},
+                    {
+                        "name": "video",
+                        "persistentVolumeClaim": {"claimName": "jellyfin-video", "readOnly": True},
+                    },
+                    {"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                ],
+            ),
+            resource_name=f"{name}-jellyfin",
+            opts=self._opts(config, video),
+        )
+        kb.service(
+            "jellyfin",
+            JELLYFIN_NS,
+            [{"name": "http", "port": JELLYFIN_PORT, "targetPort": "http", "protocol": "TCP"}],
+            resource_name=f"{name}-jellyfin-service",
+            opts=self._opts(ns),
+        )
+        a.routes.add(
+            Route(
+                name="jellyfin",
+                host_prefix="jellyfin",
+                namespace=JELLYFIN_NS,
+                service="jellyfin",
+                port=JELLYFIN_PORT,
+                health_path="/health",
+                body_size="0",
+                dashboard=Dashboard(
+                    group="Media",
+                    icon="jellyfin.png",
+                    description="Movies and TV from the NAS",
+                    widget="jellyfin",
+                    widget_fields={"key": "{{HOMEPAGE_VAR_JELLYFIN_KEY}}", "enableBlocks": True},
+                ),
+            )
+        )
+
+    def _immich(self) -> None:
+        s, a, name = self._args.settings, self._args, self._name
+        im, db, node = s.enabled_media.immich, s.enabled_media.immich.database, s.placement.immich
+        ns = kb.namespace(IMMICH_NS, resource_name=f"{name}-immich-namespace", opts=self._child)
+        secret = a.secrets.external_secret(
+            IMMICH_SECRET, IMMICH_NS, {"DB_PASSWORD": im.db_password_ref}, parent=self, depends_on=[ns]
+        )
+        pv = nfs_volume(
+            "immich-library",
+            server=s.device(s.enabled_media.nas).address,
+            path=im.library_path,
+            size=im.library_size,
+            version=s.enabled_media.nfs_version,
+            access_mode="ReadWriteMany",
+            read_only=False,
+            resource_name=f"{name}-immich-library-pv",
+            opts=self._child,
+        )
+        library = kb.pvc(
+            "immich-library",
+            IMMICH_NS,
+            im.library_size,
+            app="immich",
+            storage_class="",
+            access_mode="ReadWriteMany",
+            volume_name="immich-library",
+            resource_name=f"{name}-immich-library",
+            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), pulumi.ResourceOptions(protect=True)),
+        )
+        data = stateful_pvc(
+            a.volumes,
+            name="immich-postgresql-data",
+            namespace=IMMICH_NS,
+            size=db.size,
+            node=node,
+            app=POSTGRES_SERVICE,
+            resource_name=f"{name}-immich-postgresql-data",
+            opts=self._opts(ns),
+        )
+        valkey = stateful_pvc(
+            a.volumes,
+            name="immich-valkey-data",
+            namespace=IMMICH_NS,
+            size=im.valkey_size,
+            node=node,
+            app="immich-valkey",
+            resource_name=f"{name}-immich-valkey-data",
+            opts=self._opts(ns),
+        )
+        postgres = self._postgres(node, secret, data)
+        self.immich_release = k8s.helm.v3.Release(
+            f"{name}-immich",
+            name="immich",
+            chart=im.chart.chart,
+            version=im.chart.version,
+            repository_opts={"repo": im.chart.repo},
+            namespace=IMMICH_NS,
+            values=immich_values(s),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=900,
+            opts=self._opts(ns, library, valkey, secret, postgres),
+        )
+        a.routes.add(
+            Route(
+                name="immich",
+                host_prefix="immich",
+                namespace=IMMICH_NS,
+                service="immich-server",
+                port=IMMICH_PORT,
+                health_path="/api/server/ping",
+                body_size="0",  # phone backups upload whole videos
+                read_timeout=600,
+                send_timeout=600,
+                dashboard=Dashboard(
+                    group="Media",
+                    icon="immich.png",
+                    description="Photo backup",
+                    widget="immich",
+                    widget_fields={"key": "{{HOMEPAGE_VAR_IMMICH_KEY}}", "version": 2},
+                ),
+            )
+        )
+
+    def _postgres(self, node: str, secret: pulumi.Resource, data: pulumi.Resource) -> k8s.core.v1.Service:
+        """PostgreSQL with Immich's vector extensions, pinned next to its local volume."""
+        db = self._args.settings.enabled_media.immich.database
+        ready = ["pg_isready", "-h", "127.0.0.1", "-U", db.user, "-d", db.name]
+        main = kb.container(
+            "postgres",
+            db.image,
+            db.resources,
+            env={
+                "POSTGRES_USER": db.user,
+                "POSTGRES_DB": db.name,
+                "POSTGRES_INITDB_ARGS": "--data-checksums",
+                "PGDATA": "/var/lib/postgresql/data/pgdata",
+            },
+            env_from_secrets={"POSTGRES_PASSWORD": (IMMICH_SECRET, "DB_PASSWORD")},
+            ports=[{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+            volume_mounts=[
+                {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                # The image's entrypoint writes postgresql.conf here at start (read-only root fs).
+                {"name": "conf", "mountPath": "/etc/postgresql"},
+                {"name": "run", "mountPath": "/var/run/postgresql"},
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "shm", "mountPath": "/dev/shm"},
+            ],
+            startup=kb.exec_probe(ready, period=10, failures=60),
+            readiness=kb.exec_probe(ready, period=10),
+            liveness=kb.exec_probe(ready, period=30, failures=5),
+            run_as_user=POSTGRES_UID,
+        )
+        kb.deployment(
+            POSTGRES_SERVICE,
+            IMMICH_NS,
+            [main],
+            recreate=True,  # one writer on a ReadWriteOnce volume
+            pod=kb.PodOptions(
+                node_name=node,
+                fs_group=POSTGRES_UID,
+                run_as_user=POSTGRES_UID,
+                volumes=[
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "immich-postgresql-data"}},
+                    {"name": "conf", "emptyDir": {"sizeLimit": "16Mi"}},
+                    {"name": "run", "emptyDir": {}},
+                    {"name": "tmp", "emptyDir": {}},
+                    {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "128Mi"}},
+                ],
+            ),
+            resource_name=f"{self._name}-immich-postgresql",
+            opts=self._opts(secret, data),
+        )
+        return kb.service(
+            POSTGRES_SERVICE,
+            IMMICH_NS,
+            [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
+            resource_name=f"{self._name}-immich-postgresql-service",
+            opts=self._opts(secret),
+        )
+
+
+def immich_values(s: Settings) -> dict[str, Any]:
+    """Chart values, only keys immich chart 0.10.3 (bjw-s common 4.x) reads."""
+    im, db, node = s.enabled_media.immich, s.enabled_media.immich.database, s.placement.immich
+    container_security = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    env: dict[str, Any] = {
+        "TZ": s.timezone,
+        **im.env,
+        "DB_HOSTNAME": f"{POSTGRES_SERVICE}.{IMMICH_NS}.svc.cluster.local",
+        "DB_PORT": str(POSTGRES_PORT),
+        "DB_USERNAME": db.user,
+        "DB_DATABASE_NAME": db.name,
+        "DB_VECTOR_EXTENSION": db.vector_extension,
+        "DB_PASSWORD": {"valueFrom": {"secretKeyRef": {"name": IMMICH_SECRET, "key": "DB_PASSWORD"}}},
+        "IMMICH_MEDIA_LOCATION": "/data",
+        "IMMICH_MACHINE_LEARNING_ENABLED": "true" if im.machine_learning else "false",
+    }
+    return {
+        "defaultPodOptions": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": APP_UID,
+                "runAsGroup": APP_UID,
+                "fsGroup": APP_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        },
+        "controllers": {"main": {"containers": {"main": {"image": {"tag": im.version}}}}},
+        "immich": {"persistence": {"library": {"existingClaim": "immich-library"}}},
+        "server": {
+            "controllers": {
+                "main": {
+                    "containers": {
+                        "main": {
+                            "env": env,
+                            "resources": im.server_resources.spec(),
+                            "securityContext": container_security,
+                        }
+                    }
+                }
+            }
+        },
+        "machine-learning": {
+            "enabled": im.machine_learning,
+            "controllers": {"main": {"containers": {"main": {"securityContext": container_security}}}},
+        },
+        "valkey": {
+            "enabled": True,
+            "controllers": {
+                "main": {
+                    "containers": {
+                        "main": {
+                            "resources": im.valkey_resources.spec(),
+                            "securityContext": container_security,
+                        }
+                    }
+                }
+            },
+            "persistence": {
+                "data": {
+                    "enabled": True,
+                    "type": "persistentVolumeClaim",
+                    "existingClaim": "immich-valkey-data",
+                }
+            },
+        },
+    }
