@@ -156,10 +156,11 @@ def test_bad_config_registers_nothing() -> None:
         seen.append(request.type)
         return original(self, request)
 
+    placement = {**mockrun.stack_config("pi-k3s")[0]["pi-cluster:placement"], "pihole": "nowhere"}
     pmocks.MockMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
         with pytest.raises(SettingsError, match=r"pi-cluster:placement.pihole"):
-            mockrun.run(overrides={"pi-cluster:placement": {"pihole": "nowhere", "unbound": "pi-k3s"}})
+            mockrun.run(overrides={"pi-cluster:placement": placement})
     finally:
         pmocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]
     assert [t for t in seen if t != "pulumi:pulumi:Stack"] == []
