@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kb
-from components.monitoring import PROMETHEUS_URL
+from components.monitoring import ALERTMANAGER_URL, PROMETHEUS_URL
 from components.routes import Dashboard, Route
 from components.secrets import Secrets
 from components.volumes import VolumeRegistry, stateful_pvc
@@ -127,6 +127,11 @@ def monitors(routes: Sequence[Route], s: Settings) -> dict[str, dict[str, Any]]:
             "type": "http",
             "name": "Prometheus health",
             "url": f"{PROMETHEUS_URL}/-/healthy",
+        },
+        "alertmanager": {
+            "type": "http",
+            "name": "Alertmanager health",
+            "url": f"{ALERTMANAGER_URL}/-/healthy",
         },
     }
     for key, monitor in fixed.items():
