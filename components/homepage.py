@@ -235,6 +235,7 @@ class Homepage(pulumi.ComponentResource):
         super().__init__("pi-cluster:homepage:Homepage", name, None, opts)
         s = args.settings
         files, pairs = config_files(s, args.routes)  # refuses bad widgets before any child
+        own = homepage_route()
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
@@ -298,7 +299,12 @@ class Homepage(pulumi.ComponentResource):
             APP,
             s.homepage.image,
             s.homepage.resources,
-            env={"HOMEPAGE_ALLOWED_HOSTS": f"home.{s.domain}", "PUID": "1000", "PGID": "1000"},
+            # The public host, and the Service's own address its tile's siteMonitor calls.
+            env={
+                "HOMEPAGE_ALLOWED_HOSTS": f"home.{s.domain},{internal_url(own).split('://', 1)[1]}",
+                "PUID": "1000",
+                "PGID": "1000",
+            },
             env_from_secrets=env_from_secrets,
             ports=[{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
             volume_mounts=[

@@ -97,8 +97,8 @@ def monitors(routes: Sequence[Route], s: Settings) -> dict[str, dict[str, Any]]:
     for route in routes:
         out[monitor_id(route)] = {
             "type": "http",
-            "name": f"{route.name} ({route.host(domain := s.domain)})",
-            "url": f"{route.url(domain)}{route.health_path}",
+            "name": f"{route.name} ({route.host(s.domain)})",
+            "url": f"{route.url(s.domain)}{route.health_path}",
             **common,
         }
     pihole = s.node(s.placement.pihole)

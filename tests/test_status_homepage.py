@@ -293,7 +293,10 @@ def test_homepage_files_parse_as_homepage_reads_them(pi_k3s: mockrun.Result, set
     }
     pod = pi_k3s.manifest("Deployment", "homepage", "homepage")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-    assert env["HOMEPAGE_ALLOWED_HOSTS"] == "home.lab.mtgibbs.dev"
+    assert env["HOMEPAGE_ALLOWED_HOSTS"].split(",") == [
+        "home.lab.mtgibbs.dev",
+        "homepage.homepage.svc.cluster.local:3000",
+    ]
     assert pod["serviceAccountName"] == "homepage"
     assert pod["containers"][0]["image"] == settings.homepage.image
 
