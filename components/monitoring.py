@@ -28,6 +28,9 @@ from components.volumes import VolumeRegistry, stateful_pvc
 from config.settings import Settings
 
 NAMESPACE = "monitoring"
+# node-exporter alone needs the host (hostNetwork, hostPID, hostPath): its own namespace keeps
+# the privileged Pod Security level away from Prometheus, Grafana and Alertmanager.
+NODE_EXPORTER_NAMESPACE = "node-exporter"
 RELEASE = "kube-prometheus-stack"  # fullname = release name, so Services are "<release>-<part>"
 PROMETHEUS_SERVICE = f"{RELEASE}-prometheus"
 PROMETHEUS_URL = f"http://{PROMETHEUS_SERVICE}.{NAMESPACE}.svc.cluster.local:9090"
@@ -245,7 +248,10 @@ def chart_values(s: Settings) -> dict[str, Any]:
             },
         },
         "kube-state-metrics": {"resources": r.kube_state_metrics.spec()},
-        "prometheus-node-exporter": {"resources": r.node_exporter.spec()},
+        "prometheus-node-exporter": {
+            "namespaceOverride": NODE_EXPORTER_NAMESPACE,
+            "resources": r.node_exporter.spec(),
+        },
     }
 
 
@@ -291,6 +297,14 @@ class Monitoring(pulumi.ComponentResource):
         ns = kb.namespace(
             NAMESPACE,
             resource_name=f"{name}-namespace",
+            opts=child,
+            pod_security="baseline",
+            reason="the chart's operator, Prometheus, Alertmanager and Grafana pods set their own "
+            "security contexts, not vetted against restricted; none needs host access",
+        )
+        exporter_ns = kb.namespace(
+            NODE_EXPORTER_NAMESPACE,
+            resource_name=f"{name}-node-exporter-namespace",
             opts=child,
             pod_security="privileged",
             reason="prometheus-node-exporter reads the host's /proc, /sys and root filesystem "
@@ -340,7 +354,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.provider,
-                depends_on=[ns, admin, discord, grafana_pvc, *boards],
+                depends_on=[ns, exporter_ns, admin, discord, grafana_pvc, *boards],
             ),
         )
         k8s.apiextensions.CustomResource(

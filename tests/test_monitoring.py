@@ -88,6 +88,16 @@ def test_k3s_tuning_and_retention(pi_k3s: mockrun.Result) -> None:
     assert spec["ruleSelectorNilUsesHelmValues"] is False
 
 
+def test_node_exporter_alone_gets_the_privileged_namespace(pi_k3s: mockrun.Result) -> None:
+    levels = {
+        ns["metadata"]["name"]: ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for ns in pi_k3s.manifests("Namespace")
+    }
+    assert levels["node-exporter"] == "privileged"
+    assert levels["monitoring"] == "baseline"
+    assert _values(pi_k3s)["prometheus-node-exporter"]["namespaceOverride"] == "node-exporter"
+
+
 def test_grafana_admin_persistence_and_strategy(pi_k3s: mockrun.Result) -> None:
     grafana = _values(pi_k3s)["grafana"]
     assert grafana["deploymentStrategy"] == {"type": "Recreate"}
