@@ -1,15 +1,19 @@
-"""pi-cluster: composition only. Settings -> cluster -> platform -> apps -> exports."""
+"""pi-cluster: composition only. Settings -> cluster -> platform -> apps -> derived -> exports."""
 
 import pulumi
 
+from components import secrets as secrets_component
 from components.backups import Backups, BackupsArgs
 from components.cluster import K3sCluster, K3sClusterArgs
 from components.external_services import ExternalServices, ExternalServicesArgs
+from components.homepage import Homepage, HomepageArgs, homepage_route
 from components.ingress import IngressTls, IngressTlsArgs
 from components.media import Media, MediaArgs
 from components.metrics import MetricsRegistry
+from components.monitoring import Monitoring, MonitoringArgs, ServiceMonitors, ServiceMonitorsArgs
 from components.routes import RouteRegistry
 from components.secrets import Secrets, SecretsArgs
+from components.status import Status, StatusArgs, status_route
 from components.volumes import VolumeRegistry
 from config.settings import load
 
@@ -21,11 +25,12 @@ routes = RouteRegistry(settings.domain)
 volumes = VolumeRegistry()
 metrics = MetricsRegistry()
 
+# Platform: secrets, ingress and TLS, monitoring.
 platform_secrets = Secrets(
     "secrets",
     SecretsArgs(settings=settings, provider=provider, onepassword_token=secrets.onepassword_token),
 )
-
+metrics.add(secrets_component.METRICS_TARGET)
 ingress = IngressTls(
     "ingress",
     IngressTlsArgs(
@@ -37,22 +42,47 @@ ingress = IngressTls(
         metrics=metrics,
     ),
 )
+monitoring = Monitoring(
+    "monitoring",
+    MonitoringArgs(
+        settings=settings, provider=provider, routes=routes, volumes=volumes, secrets=platform_secrets
+    ),
+)
+
+# Apps: each declares its routes, volumes and scrape targets.
 ExternalServices(
     "external-services", ExternalServicesArgs(settings=settings, provider=provider, routes=routes)
 )
-
 media = (
     Media("media", MediaArgs(settings, provider, routes, volumes, platform_secrets))
     if settings.media
     else None
 )
 
-# Backups read the volume registry: build them after every component that declares stateful
-# volumes (the registry is frozen then; a later declaration fails) and before status/homepage.
+# Status and Homepage declare their routes last, then derive monitors and tiles from all routes.
+routes.add(status_route(settings))
+routes.add(homepage_route())
+all_routes = routes.freeze()
+Status(
+    "status",
+    StatusArgs(
+        settings=settings, provider=provider, routes=all_routes, volumes=volumes, secrets=platform_secrets
+    ),
+)
+Homepage(
+    "homepage",
+    HomepageArgs(settings=settings, provider=provider, routes=all_routes, secrets=platform_secrets),
+)
+
+# Backups read the volume registry (and freeze it): after every component that declares volumes.
 if settings.backups and media:
     Backups("backups", BackupsArgs(settings, provider, volumes, platform_secrets, media.postgres_service))
 
-# Apps above declare their routes; the ingress reads the registry last (it freezes it).
+# Derived from the registries.
+ServiceMonitors(
+    "scrape",
+    ServiceMonitorsArgs(targets=metrics.freeze(), release=monitoring.release, provider=provider),
+)
 ingress.publish(routes)
 
 pulumi.export("urls", routes.urls())

@@ -27,8 +27,14 @@ class MetricsRegistry:
 
     def __init__(self) -> None:
         self._targets: dict[tuple[str, str], ScrapeTarget] = {}
+        self._frozen = False
 
     def add(self, target: ScrapeTarget) -> ScrapeTarget:
+        if self._frozen:
+            raise ValueError(
+                f"scrape target {target.namespace}/{target.name} declared after the ServiceMonitors "
+                "were derived; declare every target first"
+            )
         key = (target.namespace, target.name)
         if key in self._targets:
             raise ValueError(f"scrape target {target.namespace}/{target.name} declared twice")
@@ -37,3 +43,8 @@ class MetricsRegistry:
 
     def targets(self) -> tuple[ScrapeTarget, ...]:
         return tuple(self._targets.values())
+
+    def freeze(self) -> tuple[ScrapeTarget, ...]:
+        """Close the registry and return every target in declaration order."""
+        self._frozen = True
+        return self.targets()

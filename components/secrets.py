@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kb
+from components.metrics import ScrapeTarget
 from config.settings import Settings
 
 NAMESPACE = "external-secrets"
@@ -150,3 +151,13 @@ def eso_values(s: Settings) -> dict[str, Any]:
         "podSecurityContext": {"enabled": True},
         "securityContext": {"enabled": True},
     }
+
+
+# The ESO controller's metrics Service (chart 1.2.0 templates/service.yaml: "<fullname>-metrics",
+# selector labels name/instance, port "metrics"); monitoring derives its ServiceMonitor.
+METRICS_TARGET = ScrapeTarget(
+    name="external-secrets",
+    namespace=NAMESPACE,
+    selector={"app.kubernetes.io/name": "external-secrets", "app.kubernetes.io/instance": "external-secrets"},
+    port="metrics",
+)

@@ -14,10 +14,10 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from config.types import (
     AbsPath,
@@ -35,6 +35,7 @@ from config.types import (
     Model,
     Resources,
     Version,
+    memory_bytes,
 )
 
 NAMESPACE = "pi-cluster"
@@ -128,6 +129,10 @@ class Placement(Model):
     immich: DnsLabel
     # Where backup jobs run: the node holding the local-path volumes.
     backups: DnsLabel
+    # Prometheus, Alertmanager and Grafana (their volumes live on this node's local-path).
+    monitoring: DnsLabel
+    # Uptime Kuma and AutoKuma (SQLite and sled databases on local-path).
+    status: DnsLabel
 
 
 class ControllerChart(Model):
@@ -254,6 +259,98 @@ class Backups(Model):
     resources: Resources
 
 
+_RETENTION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+_RETENTION_SIZE = re.compile(r"^([0-9]+)(B|KB|MB|GB|TB|PB|KiB|MiB|GiB|TiB)$")
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15}
+_SIZE_UNITS.update({"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40})
+
+
+def _retention_size(value: str) -> str:
+    if not _RETENTION_SIZE.match(value):
+        raise ValueError(f"{value!r} is not a Prometheus size such as 2GB")
+    return value
+
+
+def retention_bytes(value: str) -> int:
+    match = _RETENTION_SIZE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a Prometheus size such as 2GB")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+class MonitoringResources(Model):
+    """Requests/limits of every workload kube-prometheus-stack runs (subcharts included)."""
+
+    prometheus: Resources
+    alertmanager: Resources
+    operator: Resources
+    config_reloader: Resources
+    admission_webhooks: Resources
+    grafana: Resources
+    grafana_sidecar: Resources
+    kube_state_metrics: Resources
+    node_exporter: Resources
+
+
+class MonitoringSettings(Model):
+    """kube-prometheus-stack: Prometheus, Alertmanager, Grafana, node-exporter, kube-state-metrics."""
+
+    chart: Chart
+    retention: str = Field(default="7d", pattern=_RETENTION)
+    retention_size: Annotated[str, AfterValidator(_retention_size)] = "2GB"
+    storage_size: Memory = "5Gi"
+    grafana_storage_size: Memory = "1Gi"
+    resources: MonitoringResources
+
+
+class StatusResources(Model):
+    uptime_kuma: Resources
+    autokuma: Resources
+
+
+class StatusSettings(Model):
+    """Uptime Kuma and AutoKuma, which keeps the generated monitors in sync."""
+
+    uptime_kuma_image: Image
+    autokuma_image: Image
+    storage_size: Memory = "2Gi"
+    autokuma_storage_size: Memory = "100Mi"
+    # Slug of the status page Homepage's uptimekuma widget reads.
+    status_page_slug: DnsLabel = "home"
+    # The name the DNS monitors resolve, and where Unbound answers inside the cluster.
+    dns_probe_name: Domain = "cloudflare.com"
+    unbound_host: Domain = "unbound.pihole.svc.cluster.local"
+    interval_seconds: int = Field(default=60, ge=20, le=3600)
+    resources: StatusResources
+
+
+class Weather(Model):
+    label: str = Field(min_length=1)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    units: Literal["metric", "imperial"] = "metric"
+
+
+class HomepageSettings(Model):
+    """The Homepage dashboard; its services are derived from the routes."""
+
+    image: Image
+    title: str = Field(default="pi-cluster", min_length=1)
+    resources: Resources
+    weather: Weather
+    # HOMEPAGE_VAR_<NAME> -> 1Password "item/field"; widgets reference {{HOMEPAGE_VAR_<NAME>}}.
+    credentials: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _credential_names(self) -> HomepageSettings:
+        for var, ref in self.credentials.items():
+            if not re.match(r"^HOMEPAGE_VAR_[A-Z0-9_]+$", var):
+                raise ValueError(f"credentials: {var!r} is not a HOMEPAGE_VAR_<NAME> variable")
+            if ref.count("/") != 1 or not all(ref.split("/")):
+                raise ValueError(f"credentials.{var}: {ref!r} is not a 1Password 'item/field' reference")
+        return self
+
+
 class Settings(Model):
     """Everything the program reads from the stack configuration."""
 
@@ -266,6 +363,9 @@ class Settings(Model):
     onepassword: OnePassword
     placement: Placement
     secrets: SecretsSettings
+    monitoring: MonitoringSettings
+    status: StatusSettings
+    homepage: HomepageSettings
     ingress: IngressSettings
     # Optional capabilities: leave the section out (as the dev stack does) to build none of it.
     media: Media | None = None
@@ -354,6 +454,12 @@ def consistency_problems(s: Settings) -> list[str]:
     for k3s_net in (s.k3s.cluster_cidr, s.k3s.service_cidr):
         if ipaddress.IPv4Network(k3s_net).overlaps(lan):
             problems.append(f"{NAMESPACE}:k3s: network {k3s_net} overlaps lanCidr {s.lan_cidr}")
+    m = s.monitoring
+    if retention_bytes(m.retention_size) >= memory_bytes(m.storage_size):
+        problems.append(
+            f"{NAMESPACE}:monitoring.retentionSize: {m.retention_size!r} does not fit in the "
+            f"{m.storage_size} volume (storageSize); Prometheus needs headroom for the WAL"
+        )
     problems += _media_problems(s)
     return problems
 

@@ -1,7 +1,7 @@
 """Extra whole-program runs for the secrets and ingress tests (each run costs seconds: share them).
 
-``with_app`` runs the real ``__main__.py`` with one more web app declared just before the ingress
-publishes the routes (an http backend with body size and timeouts) and one templated
+``with_app`` runs the real ``__main__.py`` with one more web app declared just before the status
+and dashboard routes close the registry (an http backend with body size and timeouts) and one templated
 ExternalSecret, exactly as an app component would declare them.
 """
 
@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 from tools import mockrun
 
 PUBLISH = "ingress.publish(routes)"
+LAST_ROUTES = "routes.add(status_route(settings))"
 APP = """
 from components.routes import Route as _Route
 
@@ -52,6 +53,7 @@ def with_ingress(**changes: Any) -> dict[str, Any]:
 def with_app(tmp: Path, overrides: dict[str, Any] | None = None) -> mockrun.Result:
     main = (ROOT / "__main__.py").read_text()
     assert main.count(PUBLISH) == 1, "__main__.py must publish the routes exactly once"
-    (tmp / "__main__.py").write_text(main.replace(PUBLISH, APP + PUBLISH))
+    assert main.count(LAST_ROUTES) == 1, "__main__.py must declare the status route once"
+    (tmp / "__main__.py").write_text(main.replace(LAST_ROUTES, APP + LAST_ROUTES))
     shutil.copy(ROOT / "Pulumi.pi-k3s.yaml", tmp / "Pulumi.pi-k3s.yaml")
     return mockrun.run("pi-k3s", overrides=overrides, root=tmp)

@@ -241,10 +241,15 @@ def _outside_ingress(result: mockrun.Result) -> dict[str, Any]:
             key = parents.get(key)
         return False
 
+    def controller_monitor(r: mockrun.Registration) -> bool:
+        """The controller's ServiceMonitor is derived from the scrape target IngressTls declares."""
+        ns = (r.plain_inputs.get("metadata") or {}).get("namespace")
+        return r.type.endswith(":ServiceMonitor") and ns in {"ingress-nginx", "traefik"}
+
     return {
         r.key: (r.parent, r.provider, r.depends_on, json.dumps(r.masked_inputs, sort_keys=True))
         for r in result.registrations
-        if not inside(r.key)
+        if not inside(r.key) and not controller_monitor(r)
     }
 
 

@@ -156,10 +156,10 @@ def test_bad_config_registers_nothing() -> None:
         seen.append(request.type)
         return original(self, request)
 
+    placement = {**mockrun.stack_config("pi-k3s")[0]["pi-cluster:placement"], "pihole": "nowhere"}
     pmocks.MockMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
         with pytest.raises(SettingsError, match=r"pi-cluster:placement.pihole"):
-            placement = {**mockrun.stack_config("pi-k3s")[0]["pi-cluster:placement"], "pihole": "nowhere"}
             mockrun.run(overrides={"pi-cluster:placement": placement})
     finally:
         pmocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]

@@ -1,0 +1,396 @@
+"""Monitoring: kube-prometheus-stack (Prometheus, Alertmanager, Grafana, node-exporter,
+kube-state-metrics), the alert rules, the dashboards, and one ServiceMonitor per scrape target.
+
+The release name is fixed, so the chart's Services have names other components can rely on
+(:data:`PROMETHEUS_URL`, :data:`GRAFANA_SERVICE`). Chart values are built from settings with the
+keys kube-prometheus-stack 80.6.0 and its subcharts read (see :func:`chart_values`).
+Secrets never pass through the program: Grafana's admin and the Discord webhook come from
+1Password through ExternalSecrets, and Alertmanager reads the webhook from a mounted file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components import k8s as kb
+from components.metrics import ScrapeTarget
+from components.routes import Dashboard, Route, RouteRegistry
+from components.secrets import Secrets
+from components.volumes import VolumeRegistry, stateful_pvc
+from config.settings import Settings
+
+NAMESPACE = "monitoring"
+# node-exporter alone needs the host (hostNetwork, hostPID, hostPath): its own namespace keeps
+# the privileged Pod Security level away from Prometheus, Grafana and Alertmanager.
+NODE_EXPORTER_NAMESPACE = "node-exporter"
+RELEASE = "kube-prometheus-stack"  # fullname = release name, so Services are "<release>-<part>"
+PROMETHEUS_SERVICE = f"{RELEASE}-prometheus"
+PROMETHEUS_URL = f"http://{PROMETHEUS_SERVICE}.{NAMESPACE}.svc.cluster.local:9090"
+ALERTMANAGER_URL = f"http://{RELEASE}-alertmanager.{NAMESPACE}.svc.cluster.local:9093"
+GRAFANA_SERVICE = f"{RELEASE}-grafana"  # the grafana subchart's "<release>-grafana"
+GRAFANA_PVC = "grafana"
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+DISCORD_SECRET = "alertmanager-discord"
+DISCORD_KEY = "webhook-url"
+# alertmanagerSpec.secrets are mounted at /etc/alertmanager/secrets/<secret>/<key>.
+DISCORD_WEBHOOK_FILE = f"/etc/alertmanager/secrets/{DISCORD_SECRET}/{DISCORD_KEY}"
+DASHBOARD_LABEL = "grafana_dashboard"  # the chart's grafana.sidecar.dashboards.label default
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+RULES_FILE = CONFIG_DIR / "alerts" / "rules.yaml"
+DASHBOARDS_DIR = CONFIG_DIR / "dashboards"
+
+# 1Password item/field references.
+GRAFANA_ADMIN_REFS = {"admin-user": "grafana/username", "admin-password": "grafana/password"}
+DISCORD_WEBHOOK_REF = "discord/webhook-url"
+
+
+class DataFileError(ValueError):
+    """A data file shipped with the stack is malformed; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    settings: Settings
+    provider: k8s.Provider
+    routes: RouteRegistry
+    volumes: VolumeRegistry
+    secrets: Secrets
+
+
+def grafana_route() -> Route:
+    """Grafana's route; its tile carries the Prometheus widget (Prometheus has no route)."""
+    return Route(
+        name="grafana",
+        host_prefix="grafana",
+        namespace=NAMESPACE,
+        service=GRAFANA_SERVICE,
+        port=80,
+        health_path="/api/health",
+        dashboard=Dashboard(
+            group="Monitoring",
+            icon="grafana.png",
+            description="Dashboards and alerts",
+            widget="prometheus",
+            widget_fields={"url": PROMETHEUS_URL},
+        ),
+    )
+
+
+def load_rules(path: Path = RULES_FILE) -> dict[str, Any]:
+    """The alert rules file as a PrometheusRule spec (``{"groups": [...]}``)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise DataFileError(f"{path.name}{line}: not valid YAML ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), list) or not data["groups"]:
+        raise DataFileError(f"{path.name}: expected a mapping with a non-empty 'groups' list")
+    return data
+
+
+def load_dashboards(folder: Path = DASHBOARDS_DIR) -> dict[str, str]:
+    """Dashboard JSON per file stem; each must parse and carry a uid and a title."""
+    out: dict[str, str] = {}
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFileError(f"{path.name}:{err.lineno}: not valid JSON ({err.msg})") from None
+        for key in ("uid", "title", "panels"):
+            if key not in data:
+                raise DataFileError(f"{path.name}: dashboard has no {key!r}")
+        out[path.stem] = text
+    if not out:
+        raise DataFileError(f"{folder}: no dashboards (*.json)")
+    return out
+
+
+def alertmanager_config() -> dict[str, Any]:
+    """Alertmanager's configuration: everything to Discord, the webhook read from a file.
+
+    The chart's defaults (Watchdog and InfoInhibitor routed to ``null``, severity inhibitions)
+    are kept; no secret is part of it, so it can live in chart values and be checked by amtool.
+    """
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": "discord",
+            "group_by": ["alertname", "namespace"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "12h",
+            "routes": [
+                {"receiver": "null", "matchers": ['alertname = "Watchdog"']},
+                {"receiver": "null", "matchers": ['alertname = "InfoInhibitor"']},
+            ],
+        },
+        "inhibit_rules": [
+            {
+                "source_matchers": ["severity = critical"],
+                "target_matchers": ["severity =~ warning|info"],
+                "equal": ["namespace", "alertname"],
+            },
+            {
+                "source_matchers": ["severity = warning"],
+                "target_matchers": ["severity = info"],
+                "equal": ["namespace", "alertname"],
+            },
+        ],
+        "receivers": [
+            {"name": "null"},
+            {
+                "name": "discord",
+                "discord_configs": [{"webhook_url_file": DISCORD_WEBHOOK_FILE, "send_resolved": True}],
+            },
+        ],
+        "templates": ["/etc/alertmanager/config/*.tmpl"],
+    }
+
+
+def chart_values(s: Settings) -> dict[str, Any]:
+    """kube-prometheus-stack 80.6.0 values (keys checked against the chart's values.yaml and
+    those of its subcharts grafana 10.4.0, kube-state-metrics 7.0.0, prometheus-node-exporter
+    4.49.2)."""
+    m = s.monitoring
+    r = m.resources
+    pin = {"kubernetes.io/hostname": s.placement.monitoring}
+    return {
+        "crds": {"enabled": True},
+        # k3s runs etcd, scheduler, controller-manager and proxy inside one process that does
+        # not expose them where the chart looks: scraping them only produces down targets.
+        "kubeEtcd": {"enabled": False},
+        "kubeScheduler": {"enabled": False},
+        "kubeControllerManager": {"enabled": False},
+        "kubeProxy": {"enabled": False},
+        "defaultRules": {
+            "rules": {
+                "etcd": False,
+                "kubeControllerManager": False,
+                "kubeSchedulerAlerting": False,
+                "kubeSchedulerRecording": False,
+                "kubeProxy": False,
+                "windows": False,
+            }
+        },
+        "prometheusOperator": {
+            "resources": r.operator.spec(),
+            "nodeSelector": pin,
+            "prometheusConfigReloader": {"resources": r.config_reloader.spec()},
+            "admissionWebhooks": {
+                "patch": {"resources": r.admission_webhooks.spec()},
+                "deployment": {"resources": r.admission_webhooks.spec()},
+            },
+        },
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": m.retention,
+                "retentionSize": m.retention_size,
+                "resources": r.prometheus.spec(),
+                "nodeSelector": pin,
+                # Select every ServiceMonitor and rule, not only those labelled for this release.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "storageSpec": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "storageClassName": "local-path",
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": m.storage_size}},
+                        }
+                    }
+                },
+            }
+        },
+        "alertmanager": {
+            "enabled": True,
+            "config": alertmanager_config(),
+            "alertmanagerSpec": {
+                "resources": r.alertmanager.spec(),
+                "nodeSelector": pin,
+                "secrets": [DISCORD_SECRET],
+            },
+        },
+        "grafana": {
+            "enabled": True,
+            "admin": {
+                "existingSecret": GRAFANA_ADMIN_SECRET,
+                "userKey": "admin-user",
+                "passwordKey": "admin-password",
+            },
+            "deploymentStrategy": {"type": "Recreate"},
+            "persistence": {"enabled": True, "existingClaim": GRAFANA_PVC},
+            # The chart's chown init container runs as root; fsGroup 472 already owns the volume.
+            "initChownData": {"enabled": False},
+            "nodeSelector": pin,
+            "resources": r.grafana.spec(),
+            "grafana.ini": {"server": {"root_url": f"https://grafana.{s.domain}"}},
+            "defaultDashboardsTimezone": s.timezone,
+            "sidecar": {
+                "resources": r.grafana_sidecar.spec(),
+                "dashboards": {
+                    "enabled": True,
+                    "label": DASHBOARD_LABEL,
+                    "labelValue": "1",
+                    "searchNamespace": NAMESPACE,
+                },
+            },
+        },
+        "kube-state-metrics": {"resources": r.kube_state_metrics.spec()},
+        "prometheus-node-exporter": {
+            "namespaceOverride": NODE_EXPORTER_NAMESPACE,
+            "resources": r.node_exporter.spec(),
+        },
+    }
+
+
+def service_monitor(target: ScrapeTarget) -> dict[str, Any]:
+    """The ServiceMonitor for one scrape target; ``job`` is the target's name."""
+    relabelings = [
+        {"action": "replace", "targetLabel": key, "replacement": value}
+        for key, value in sorted(target.labels.items())
+    ]
+    relabelings.append({"action": "replace", "targetLabel": "job", "replacement": target.name})
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": kb.metadata(target.name, target.namespace, target.name),
+        "spec": {
+            "selector": {"matchLabels": dict(target.selector)},
+            "namespaceSelector": {"matchNames": [target.namespace]},
+            "endpoints": [
+                {
+                    "port": target.port,
+                    "path": target.path,
+                    "interval": target.interval,
+                    "relabelings": relabelings,
+                }
+            ],
+        },
+    }
+
+
+class Monitoring(pulumi.ComponentResource):
+    """kube-prometheus-stack with Grafana's dashboards, the alert rules and the grafana route."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pi-cluster:monitoring:Monitoring", name, None, opts)
+        s = args.settings
+        rules = load_rules()
+        dashboards = load_dashboards()
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        args.routes.add(grafana_route())
+
+        ns = kb.namespace(
+            NAMESPACE,
+            resource_name=f"{name}-namespace",
+            opts=child,
+            pod_security="baseline",
+            reason="the chart's operator, Prometheus, Alertmanager and Grafana pods set their own "
+            "security contexts, not vetted against restricted; none needs host access",
+        )
+        exporter_ns = kb.namespace(
+            NODE_EXPORTER_NAMESPACE,
+            resource_name=f"{name}-node-exporter-namespace",
+            opts=child,
+            pod_security="privileged",
+            reason="prometheus-node-exporter reads the host's /proc, /sys and root filesystem "
+            "with hostNetwork and hostPID",
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
+        admin = args.secrets.external_secret(
+            GRAFANA_ADMIN_SECRET, NAMESPACE, GRAFANA_ADMIN_REFS, parent=self, depends_on=[ns]
+        )
+        discord = args.secrets.external_secret(
+            DISCORD_SECRET, NAMESPACE, {DISCORD_KEY: DISCORD_WEBHOOK_REF}, parent=self, depends_on=[ns]
+        )
+        grafana_pvc = stateful_pvc(
+            args.volumes,
+            name=GRAFANA_PVC,
+            namespace=NAMESPACE,
+            size=s.monitoring.grafana_storage_size,
+            node=s.placement.monitoring,
+            sqlite=True,
+            app="grafana",
+            resource_name=f"{name}-grafana-pvc",
+            opts=in_ns,
+        )
+        boards = [
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{stem}",
+                metadata=kb.metadata(
+                    f"dashboard-{stem}", NAMESPACE, "grafana", extra_labels={DASHBOARD_LABEL: "1"}
+                ),
+                data={f"{stem}.json": text},
+                opts=in_ns,
+            )
+            for stem, text in dashboards.items()
+        ]
+        chart = s.monitoring.chart
+        self.release = k8s.helm.v3.Release(
+            f"{name}-kube-prometheus-stack",
+            name=RELEASE,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts={"repo": chart.repo},
+            namespace=NAMESPACE,
+            values=chart_values(s),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=900,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[ns, exporter_ns, admin, discord, grafana_pvc, *boards],
+            ),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-alert-rules",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=kb.metadata("pi-cluster-alerts", NAMESPACE, "prometheus"),
+            spec=rules,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release]),
+        )
+        self.prometheus_url = PROMETHEUS_URL
+        self.register_outputs({"release": self.release.name, "prometheusUrl": PROMETHEUS_URL})
+
+
+@dataclass(frozen=True)
+class ServiceMonitorsArgs:
+    targets: Sequence[ScrapeTarget]
+    release: pulumi.Resource  # the release that installs the ServiceMonitor CRD
+    provider: k8s.Provider
+
+
+class ServiceMonitors(pulumi.ComponentResource):
+    """One ServiceMonitor per declared scrape target, derived after every component declared."""
+
+    def __init__(self, name: str, args: ServiceMonitorsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pi-cluster:monitoring:ServiceMonitors", name, None, opts)
+        names: Mapping[str, str] = {}
+        for target in args.targets:
+            manifest = service_monitor(target)
+            k8s.apiextensions.CustomResource(
+                f"{name}-{target.namespace}-{target.name}",
+                api_version=manifest["apiVersion"],
+                kind=manifest["kind"],
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.release]),
+            )
+            names = {**names, f"{target.namespace}/{target.name}": target.port}
+        self.register_outputs({"targets": dict(names)})

@@ -1,0 +1,281 @@
+"""Status: Uptime Kuma with AutoKuma, whose monitors are generated from the frozen routes.
+
+Every route gets an HTTP monitor at its health path; the DNS chain and the platform get fixed
+monitors (Pi-hole DNS on :53, Unbound :5335, the K3s API :6443, Prometheus' health endpoint);
+a Discord notification applies to all. AutoKuma reads them as static monitor files (one JSON
+object per file, the file name being the AutoKuma id) and keeps its own sled database on a PVC
+so a restart never duplicates monitors. The Discord webhook never enters the files: AutoKuma's
+template function ``get_env`` reads it from an ``AUTOKUMA__ENV__`` variable filled from a Secret.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import k8s as kb
+from components.monitoring import ALERTMANAGER_URL, PROMETHEUS_URL
+from components.routes import Dashboard, Route
+from components.secrets import Secrets
+from components.volumes import VolumeRegistry, stateful_pvc
+from config.settings import Settings
+
+NAMESPACE = "uptime-kuma"
+APP = "uptime-kuma"
+PORT = 3001
+KUMA_URL = f"http://{APP}.{NAMESPACE}.svc.cluster.local:{PORT}"
+DATA_PVC = "uptime-kuma-data"
+AUTOKUMA_PVC = "autokuma-data"
+MONITORS_CONFIGMAP = "autokuma-monitors"
+CREDENTIALS_SECRET = "uptime-kuma-credentials"
+DISCORD_SECRET = "autokuma-discord"
+DISCORD_ENV = "AUTOKUMA__ENV__DISCORD_WEBHOOK"
+NOTIFICATION_ID = "discord"
+RUN_AS = 1000  # the images' "node" user (Uptime Kuma rootless) and AutoKuma's data owner
+
+CREDENTIAL_REFS = {"username": "uptime-kuma/username", "password": "uptime-kuma/password"}
+DISCORD_WEBHOOK_REF = "discord/webhook-url"
+
+
+@dataclass(frozen=True)
+class StatusArgs:
+    settings: Settings
+    provider: k8s.Provider
+    routes: Sequence[Route]  # the frozen registry
+    volumes: VolumeRegistry
+    secrets: Secrets
+
+
+def status_route(s: Settings) -> Route:
+    return Route(
+        name="status",
+        host_prefix="status",
+        namespace=NAMESPACE,
+        service=APP,
+        port=PORT,
+        health_path="/",
+        dashboard=Dashboard(
+            group="Monitoring",
+            icon="uptime-kuma.png",
+            description="Uptime of every service",
+            widget="uptimekuma",
+            widget_fields={"slug": s.status.status_page_slug},
+        ),
+    )
+
+
+def monitor_id(route: Route) -> str:
+    return f"route-{route.name}"
+
+
+def monitors(routes: Sequence[Route], s: Settings) -> dict[str, dict[str, Any]]:
+    """AutoKuma entities by id: the Discord notification, one HTTP monitor per route, and the
+    fixed DNS/platform monitors."""
+    common = {
+        "interval": s.status.interval_seconds,
+        "max_retries": 2,
+        "notification_name_list": [NOTIFICATION_ID],
+    }
+    out: dict[str, dict[str, Any]] = {
+        NOTIFICATION_ID: {
+            "type": "notification",
+            "name": "Discord",
+            "active": True,
+            "is_default": True,
+            "config": {
+                "type": "discord",
+                "discordUsername": "Uptime Kuma",
+                "discordWebhookUrl": "{{ get_env(name='" + DISCORD_ENV + "') }}",
+            },
+        }
+    }
+    for route in routes:
+        out[monitor_id(route)] = {
+            "type": "http",
+            "name": f"{route.name} ({route.host(s.domain)})",
+            "url": f"{route.url(s.domain)}{route.health_path}",
+            **common,
+        }
+    pihole = s.node(s.placement.pihole)
+    fixed: dict[str, dict[str, Any]] = {
+        "dns-pihole": {
+            "type": "dns",
+            "name": f"Pi-hole DNS ({pihole.address}:53)",
+            "hostname": s.status.dns_probe_name,
+            "dns_resolve_server": pihole.address,
+            "dns_resolve_type": "A",
+            "port": 53,
+        },
+        "dns-unbound": {
+            "type": "port",
+            "name": f"Unbound ({s.status.unbound_host}:5335)",
+            "hostname": s.status.unbound_host,
+            "port": 5335,
+        },
+        "k3s-api": {
+            "type": "port",
+            "name": f"K3s API ({s.server.address}:6443)",
+            "hostname": s.server.address,
+            "port": 6443,
+        },
+        "prometheus": {
+            "type": "http",
+            "name": "Prometheus health",
+            "url": f"{PROMETHEUS_URL}/-/healthy",
+        },
+        "alertmanager": {
+            "type": "http",
+            "name": "Alertmanager health",
+            "url": f"{ALERTMANAGER_URL}/-/healthy",
+        },
+    }
+    for key, monitor in fixed.items():
+        if key in out:
+            raise ValueError(f"monitor id {key!r} is generated twice")
+        out[key] = {**monitor, **common}
+    return out
+
+
+def monitor_files(routes: Sequence[Route], s: Settings) -> dict[str, str]:
+    """ConfigMap data: ``<id>.json`` per entity (AutoKuma takes the id from the file name)."""
+    entities = monitors(routes, s)
+    return {f"{key}.json": json.dumps(value, indent=2, sort_keys=True) for key, value in entities.items()}
+
+
+class Status(pulumi.ComponentResource):
+    """Uptime Kuma (v2) and AutoKuma with the generated monitors."""
+
+    def __init__(self, name: str, args: StatusArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pi-cluster:status:Status", name, None, opts)
+        s = args.settings
+        files = monitor_files(args.routes, s)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
+        node = s.placement.status
+
+        credentials = args.secrets.external_secret(
+            CREDENTIALS_SECRET, NAMESPACE, CREDENTIAL_REFS, parent=self, depends_on=[ns]
+        )
+        discord = args.secrets.external_secret(
+            DISCORD_SECRET, NAMESPACE, {"webhook-url": DISCORD_WEBHOOK_REF}, parent=self, depends_on=[ns]
+        )
+        data = stateful_pvc(
+            args.volumes,
+            name=DATA_PVC,
+            namespace=NAMESPACE,
+            size=s.status.storage_size,
+            node=node,
+            sqlite=True,
+            app=APP,
+            resource_name=f"{name}-data",
+            opts=in_ns,
+        )
+        kuma = kb.deployment(
+            APP,
+            NAMESPACE,
+            [
+                kb.container(
+                    APP,
+                    s.status.uptime_kuma_image,
+                    s.status.resources.uptime_kuma,
+                    env={"UPTIME_KUMA_DB_TYPE": "sqlite", "UPTIME_KUMA_PORT": str(PORT)},
+                    ports=[{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                    volume_mounts=[
+                        {"name": "data", "mountPath": "/app/data"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                    readiness=kb.http_probe("/", "http"),
+                    liveness=kb.http_probe("/", "http", period=30, failures=5),
+                    startup=kb.http_probe("/", "http", period=10, failures=30),
+                    run_as_user=RUN_AS,
+                )
+            ],
+            recreate=True,  # ReadWriteOnce volume
+            pod=kb.PodOptions(
+                node_name=node,
+                fs_group=RUN_AS,
+                run_as_user=RUN_AS,
+                volumes=[
+                    {"name": "data", "persistentVolumeClaim": {"claimName": DATA_PVC}},
+                    {"name": "tmp", "emptyDir": {}},
+                ],
+            ),
+            resource_name=f"{name}-uptime-kuma",
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[data]),
+        )
+        kb.service(
+            APP,
+            NAMESPACE,
+            [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+            resource_name=f"{name}-uptime-kuma-service",
+            opts=in_ns,
+        )
+
+        monitors_cm = k8s.core.v1.ConfigMap(
+            f"{name}-monitors",
+            metadata=kb.metadata(MONITORS_CONFIGMAP, NAMESPACE, "autokuma"),
+            data=files,
+            opts=in_ns,
+        )
+        autokuma_data = stateful_pvc(
+            args.volumes,
+            name=AUTOKUMA_PVC,
+            namespace=NAMESPACE,
+            size=s.status.autokuma_storage_size,
+            node=node,
+            app="autokuma",
+            resource_name=f"{name}-autokuma-data",
+            opts=in_ns,
+        )
+        kb.deployment(
+            "autokuma",
+            NAMESPACE,
+            [
+                kb.container(
+                    "autokuma",
+                    s.status.autokuma_image,
+                    s.status.resources.autokuma,
+                    env={
+                        "AUTOKUMA__KUMA__URL": KUMA_URL,
+                        "AUTOKUMA__STATIC_MONITORS": "/monitors",
+                        "AUTOKUMA__DATA_PATH": "/data",
+                        "AUTOKUMA__DOCKER__ENABLED": "false",
+                        "AUTOKUMA__ON_DELETE": "delete",
+                    },
+                    env_from_secrets={
+                        "AUTOKUMA__KUMA__USERNAME": (CREDENTIALS_SECRET, "username"),
+                        "AUTOKUMA__KUMA__PASSWORD": (CREDENTIALS_SECRET, "password"),
+                        DISCORD_ENV: (DISCORD_SECRET, "webhook-url"),
+                    },
+                    volume_mounts=[
+                        {"name": "data", "mountPath": "/data"},
+                        {"name": "monitors", "mountPath": "/monitors", "readOnly": True},
+                    ],
+                    run_as_user=RUN_AS,
+                )
+            ],
+            recreate=True,  # ReadWriteOnce volume holding the sled database
+            pod=kb.PodOptions(
+                node_name=node,
+                fs_group=RUN_AS,
+                run_as_user=RUN_AS,
+                volumes=[
+                    {"name": "data", "persistentVolumeClaim": {"claimName": AUTOKUMA_PVC}},
+                    {"name": "monitors", "configMap": {"name": MONITORS_CONFIGMAP}},
+                ],
+            ),
+            resource_name=f"{name}-autokuma",
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[autokuma_data, monitors_cm, credentials, discord, kuma],
+            ),
+        )
+        self.monitor_ids = sorted(key.removesuffix(".json") for key in files)
+        self.register_outputs({"monitors": self.monitor_ids})
