@@ -3,6 +3,7 @@
 import pulumi
 
 from components.cluster import K3sCluster, K3sClusterArgs
+from components.dns import DnsStack, DnsStackArgs
 from components.metrics import MetricsRegistry
 from components.routes import RouteRegistry
 from components.secrets import Secrets, SecretsArgs
@@ -20,6 +21,17 @@ metrics = MetricsRegistry()
 platform_secrets = Secrets(
     "secrets",
     SecretsArgs(settings=settings, provider=provider, onepassword_token=secrets.onepassword_token),
+)
+dns = DnsStack(
+    "dns",
+    DnsStackArgs(
+        settings=settings,
+        provider=provider,
+        secrets=platform_secrets,
+        routes=routes,
+        volumes=volumes,
+        metrics=metrics,
+    ),
 )
 
 pulumi.export("urls", routes.urls())
