@@ -521,5 +521,9 @@ class DnsStack(pulumi.ComponentResource):
                     ),
                 },
             },
-            opts=self._opts(depends_on=[deployment, web, self._lists, self._password]),
+            # Pulumi waits for the Job to complete; give it as long as the Job may run.
+            opts=self._opts(
+                depends_on=[deployment, web, self._lists, self._password],
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{deadline}s", update=f"{deadline}s"),
+            ),
         )

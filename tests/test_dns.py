@@ -492,3 +492,13 @@ def test_a_second_instance_is_one_more_entry(monkeypatch: pytest.MonkeyPatch) ->
     assert second["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "pi3-worker-2"}
     assert len([j for j in result.manifests("Job") if j["metadata"]["namespace"] == NS]) == 2
     assert list(result.outputs["urls"]) == ["pihole"]  # one web route
+
+
+def test_pihole_security_exceptions_are_explained(pi_k3s: mockrun.Result) -> None:
+    d = pi_k3s.manifest("Deployment", "pihole", NS)
+    notes = d["spec"]["template"]["metadata"]["annotations"]
+    assert "pihole-FTL" in notes["pi-cluster/security-exceptions"]
+    assert "port 53" in notes["pi-cluster/host-network"]
+    ns = pi_k3s.manifest("Namespace", NS)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert ns["metadata"]["annotations"]["pi-cluster/pod-security-reason"]
