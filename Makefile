@@ -3,7 +3,7 @@ VENV   ?= venv
 PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
 
-.PHONY: render test lint typecheck pytest bench clean
+.PHONY: render test lint typecheck pytest bench bench-lists clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ pytest: $(VENV)/.dev
 bench: $(VENV)/.runtime
 	$(PY) bench/render_bench.py
 	$(PY) bench/retention_bench.py
+
+## bench-lists: API calls and wall time of one Pi-hole list reconciler run (fake API on 127.0.0.1)
+bench-lists: $(VENV)/.runtime
+	$(PY) bench/pihole_lists_bench.py
 
 clean:
 	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache

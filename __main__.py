@@ -5,6 +5,7 @@ import pulumi
 from components import secrets as secrets_component
 from components.backups import Backups, BackupsArgs
 from components.cluster import K3sCluster, K3sClusterArgs
+from components.dns import DnsStack, DnsStackArgs
 from components.external_services import ExternalServices, ExternalServicesArgs
 from components.homepage import Homepage, HomepageArgs, homepage_route
 from components.ingress import IngressTls, IngressTlsArgs
@@ -50,6 +51,17 @@ monitoring = Monitoring(
 )
 
 # Apps: each declares its routes, volumes and scrape targets.
+dns = DnsStack(
+    "dns",
+    DnsStackArgs(
+        settings=settings,
+        provider=provider,
+        secrets=platform_secrets,
+        routes=routes,
+        volumes=volumes,
+        metrics=metrics,
+    ),
+)
 ExternalServices(
     "external-services", ExternalServicesArgs(settings=settings, provider=provider, routes=routes)
 )

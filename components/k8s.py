@@ -34,9 +34,13 @@ class Exceptions:
     run_as_root: bool = False
     writable_root_fs: bool = False
     add_capabilities: tuple[str, ...] = ()
+    # Needed when a non-root process must gain file capabilities on exec (no_new_privs blocks it).
+    allow_privilege_escalation: bool = False
 
     def __post_init__(self) -> None:
-        relaxed = self.run_as_root or self.writable_root_fs or self.add_capabilities
+        relaxed = any(
+            (self.run_as_root, self.writable_root_fs, self.add_capabilities, self.allow_privilege_escalation)
+        )
         if relaxed and not self.reason.strip():
             raise ValueError("a security exception needs a reason")
 
@@ -96,7 +100,7 @@ def container(
     if exceptions.add_capabilities:
         caps["add"] = list(exceptions.add_capabilities)
     security: dict[str, Any] = {
-        "allowPrivilegeEscalation": False,
+        "allowPrivilegeEscalation": exceptions.allow_privilege_escalation,
         "readOnlyRootFilesystem": not exceptions.writable_root_fs,
         "capabilities": caps,
         "seccompProfile": {"type": "RuntimeDefault"},

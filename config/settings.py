@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import pulumi
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from config.lists import adlist_problems, allowlist_problems
 from config.types import (
     AbsPath,
     Chart,
@@ -351,6 +352,109 @@ class HomepageSettings(Model):
         return self
 
 
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class UnboundSizing:
+    """Cache sizes and threads for unbound.conf, derived from the container's memory limit."""
+
+    threads: int
+    slabs: int
+    msg_cache: int  # bytes
+    rrset_cache: int
+    key_cache: int
+    neg_cache: int
+    estimated_peak: int  # bytes the process may reach with full caches
+
+    def mib(self, size: int) -> str:
+        return f"{size // MiB}m"
+
+
+class UnboundSettings(Model):
+    """The recursive resolver. Caches are sized from ``resources.memoryLimit``, not set by hand."""
+
+    image: Image
+    resources: Resources
+    threads: int = Field(default=2, ge=1, le=16)
+    verbosity: int = Field(default=1, ge=0, le=5)
+    # Fixed memory beside the caches: the daemon, libraries, buffers, and per worker thread.
+    base_overhead: Memory = "24Mi"
+    thread_overhead: Memory = "8Mi"
+    # Caches use more memory than their configured size (index structures, malloc slack).
+    cache_overhead_factor: float = Field(default=2.0, ge=1.0, le=4.0)
+
+    def sizing(self) -> UnboundSizing:
+        """Split what the limit leaves after fixed overhead across the caches (msg:rrset:key:neg
+        = 4:8:2:1, rrset twice msg as Unbound's docs advise). Raises ValueError if nothing fits."""
+        limit = memory_bytes(self.resources.memory_limit)
+        fixed = memory_bytes(self.base_overhead) + self.threads * memory_bytes(self.thread_overhead)
+        budget = int((limit - fixed) / self.cache_overhead_factor)
+        unit = budget // 15 // MiB * MiB  # whole MiB per share
+        if unit < MiB:
+            raise ValueError(
+                f"memoryLimit {self.resources.memory_limit} leaves no room for caches after "
+                f"{fixed // MiB}Mi of fixed overhead for {self.threads} thread(s); raise it to at "
+                f"least {(fixed + int(15 * MiB * self.cache_overhead_factor)) // MiB + 1}Mi"
+            )
+        slabs = 1
+        while slabs < self.threads:
+            slabs *= 2
+        msg, rrset, key, neg = 4 * unit, 8 * unit, 2 * unit, unit
+        peak = fixed + int((msg + rrset + key + neg) * self.cache_overhead_factor)
+        return UnboundSizing(self.threads, slabs, msg, rrset, key, neg, peak)
+
+
+class PiholeSettings(Model):
+    image: Image
+    resources: Resources
+    # DHCP from Pi-hole needs NET_ADMIN and NET_RAW; off by default (the router serves DHCP).
+    dhcp: bool = False
+
+
+class ExporterSettings(Model):
+    image: Image
+    resources: Resources
+    scrape_interval: str = Field(default="30s", pattern=r"^[0-9]+(s|m)$")
+
+
+class ReconcilerSettings(Model):
+    """The Job that makes Pi-hole's block lists and allowlist match the data files."""
+
+    resources: Resources
+    attempts: int = Field(default=5, ge=1, le=20)  # per API request
+    timeout_seconds: int = Field(default=20, ge=1, le=300)  # per API request
+    gravity_timeout_seconds: int = Field(default=900, ge=30, le=3600)
+
+
+class DnsSettings(Model):
+    """Pi-hole, Unbound, the exporter and the list reconciler (namespace ``pihole``)."""
+
+    pihole: PiholeSettings
+    unbound: UnboundSettings
+    exporter: ExporterSettings
+    reconciler: ReconcilerSettings
+    # 1Password "item/field" holding Pi-hole's admin password (ExternalSecret pihole-secret).
+    password_ref: str = Field(pattern=r"^[^/]+/[^/]+$")
+    adlists_file: str = "config/adlists.txt"
+    allowlist_file: str = "config/allowlist.txt"
+
+    @model_validator(mode="after")
+    def _files_valid(self) -> DnsSettings:
+        problems = adlist_problems(self.adlists_file)[1] + allowlist_problems(self.allowlist_file)[1]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def adlists(self) -> list[str]:
+        return adlist_problems(self.adlists_file)[0]
+
+    @property
+    def allowlist(self) -> list[str]:
+        return allowlist_problems(self.allowlist_file)[0]
+
+
 class Settings(Model):
     """Everything the program reads from the stack configuration."""
 
@@ -370,6 +474,7 @@ class Settings(Model):
     # Optional capabilities: leave the section out (as the dev stack does) to build none of it.
     media: Media | None = None
     backups: Backups | None = None
+    dns: DnsSettings
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -451,6 +556,7 @@ def consistency_problems(s: Settings) -> list[str]:
                 f"{NAMESPACE}:placement.{workload}: workload {workload!r} is placed on node "
                 f"{node!r}, which is not in nodes ({', '.join(sorted(names))})"
             )
+    problems += _dns_problems(s)
     for k3s_net in (s.k3s.cluster_cidr, s.k3s.service_cidr):
         if ipaddress.IPv4Network(k3s_net).overlaps(lan):
             problems.append(f"{NAMESPACE}:k3s: network {k3s_net} overlaps lanCidr {s.lan_cidr}")
@@ -544,6 +650,31 @@ def _media_problems(s: Settings) -> list[str]:
         problems.append(
             f"{NAMESPACE}:backups.postgresPath: {s.backups.postgres_path!r} must differ from volumesPath "
             "(retention counts dated folders per path)"
+        )
+    return problems
+
+
+def _dns_problems(s: Settings) -> list[str]:
+    """Unbound must fit its node: threads within its cores, memory within half its RAM."""
+    problems: list[str] = []
+    unbound = s.dns.unbound
+    try:
+        unbound.sizing()
+    except ValueError as err:
+        problems.append(f"{NAMESPACE}:dns.unbound.resources.memoryLimit: {err}")
+    node = next((n for n in s.nodes if n.name == s.placement.unbound), None)
+    if node is None:
+        return problems
+    if unbound.threads > node.hardware.cores:
+        problems.append(
+            f"{NAMESPACE}:dns.unbound.threads: {unbound.threads} threads on node {node.name!r}, which "
+            f"has {node.hardware.cores} cores"
+        )
+    half = memory_bytes(node.hardware.memory) // 2
+    if memory_bytes(unbound.resources.memory_limit) > half:
+        problems.append(
+            f"{NAMESPACE}:dns.unbound.resources.memoryLimit: {unbound.resources.memory_limit} is more "
+            f"than half of node {node.name!r}'s {node.hardware.memory}"
         )
     return problems
 
