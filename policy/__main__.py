@@ -6,8 +6,8 @@ from pathlib import Path
 # The pack runs as a script from policy/; its modules import as the package `policy`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import PolicyPack  # noqa: E402
+from pulumi_policy import PolicyPack
 
-from policy.policies import POLICIES  # noqa: E402
+from policy.policies import POLICIES
 
 PolicyPack(name="pi-cluster-guardrails", policies=POLICIES)
