@@ -35,7 +35,9 @@ SECRET_VALUE = re.compile(
     r"|[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"
 )
 # key: value / key=value / "key": "value" inside a config file held in a ConfigMap
-_FILE_ASSIGNMENT = re.compile(r"""^\s*["']?([A-Za-z0-9_.-]+)["']?\s*[:=]\s*["']?([^"'\s#]+)""", re.M)
+_FILE_ASSIGNMENT = re.compile(
+    r"""^[ \t-]*["']?([A-Za-z0-9_.-]+)["']?[ \t]*[:=][ \t]*["']?([^"'\s#]+)""", re.M
+)
 _REFERENCE = re.compile(r"^(\$\(|\$\{|\{\{|%\(|/|file:|env:|<|\[secret\]|true$|false$|null$|none$)", re.I)
 
 
