@@ -155,7 +155,7 @@ def test_reachable_semantics() -> None:
 
 
 def test_quotas_and_limit_ranges_are_sized_from_placed_pods(settings: Settings) -> None:
-    reg, routes, targets, flows = synthetic()
+    reg = synthetic()[0]
     result = capacity.plan(settings, reg.workloads())
     objs, warnings = guardrails.quotas(settings, result, ["media", "pihole", "external"])
     quota = {o["metadata"]["namespace"]: o for o in objs if o["kind"] == "ResourceQuota"}
@@ -172,7 +172,8 @@ def test_quotas_and_limit_ranges_are_sized_from_placed_pods(settings: Settings) 
         "external",
     }
     assert warnings == [
-        "namespace external: no workload declared in the registry; its quota assumes 4 pods of the LimitRange defaults"
+        "namespace external: no workload declared in the registry; its quota assumes 4 pods of the "
+        "LimitRange defaults"
     ]
 
 
