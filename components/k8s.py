@@ -8,6 +8,7 @@ is an explicit argument with a reason, so reviewers see why a workload needs it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -433,7 +434,7 @@ def cronjob(
     app = app or name
     pod = pod or PodOptions()
     if not pod.restart_policy:
-        pod = PodOptions(**{**pod.__dict__, "restart_policy": "OnFailure"})
+        pod = dataclasses.replace(pod, restart_policy="OnFailure")
     template = _template(app, component, containers, pod, pod_annotations, exception_reasons)
     job: dict[str, Any] = {"backoffLimit": backoff_limit, "template": template}
     if deadline_seconds:
