@@ -27,7 +27,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.dev
-	$(VENV)/bin/mypy components config
+	$(VENV)/bin/mypy components config policy
 
 pytest: $(VENV)/.dev
 	$(PY) -m pytest -q

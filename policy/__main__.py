@@ -6,8 +6,9 @@ from pathlib import Path
 # The pack runs as a script from policy/; its modules import as the package `policy`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import PolicyPack
+from pulumi_policy import Policy, PolicyPack
 
 from policy.policies import POLICIES
 
-PolicyPack(name="pi-cluster-guardrails", policies=POLICIES)
+policies: list[Policy] = list(POLICIES)
+PolicyPack(name="pi-cluster-guardrails", policies=policies)
