@@ -1,9 +1,10 @@
 # pi-cluster: offline render, tests and checks. Everything runs from venv/ (created on demand).
 VENV   ?= venv
+SCAN_VENV ?= .scan-venv
 PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
 
-.PHONY: render test lint typecheck pytest bench bench-lists clean
+.PHONY: render test lint typecheck pytest bench bench-lists clean scan capacity
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,10 +27,24 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.dev
-	$(VENV)/bin/mypy components config
+	$(VENV)/bin/mypy components config policy
 
 pytest: $(VENV)/.dev
 	$(PY) -m pytest -q
+
+## scan: checkov over the rendered manifests (own venv; waivers are annotations on the objects)
+$(SCAN_VENV)/.checkov: requirements-scan.txt
+	test -x $(SCAN_VENV)/bin/python || python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-scan.txt
+	touch $@
+
+scan: $(SCAN_VENV)/.checkov render
+	$(SCAN_VENV)/bin/checkov -d rendered/manifests --skip-download --framework kubernetes \
+	  --compact --quiet
+
+## capacity: per node, what the stack requests and limits against what it has
+capacity: $(VENV)/.runtime
+	$(PY) -m tools.capacity --stack $(STACK)
 
 ## bench: render cost against importing the SDKs (medians of several runs)
 bench: $(VENV)/.runtime

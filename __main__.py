@@ -4,9 +4,11 @@ import pulumi
 
 from components import secrets as secrets_component
 from components.backups import Backups, BackupsArgs
+from components.capacity import WorkloadRegistry
 from components.cluster import K3sCluster, K3sClusterArgs
 from components.dns import DnsStack, DnsStackArgs
 from components.external_services import ExternalServices, ExternalServicesArgs
+from components.guardrails import FlowRegistry, Guardrails, GuardrailsArgs, Peer
 from components.homepage import Homepage, HomepageArgs, homepage_route
 from components.ingress import IngressTls, IngressTlsArgs
 from components.media import Media, MediaArgs
@@ -25,11 +27,19 @@ provider = cluster.provider
 routes = RouteRegistry(settings.domain)
 volumes = VolumeRegistry()
 metrics = MetricsRegistry()
+workloads = WorkloadRegistry()
+flows = FlowRegistry()
 
 # Platform: secrets, ingress and TLS, monitoring.
 platform_secrets = Secrets(
     "secrets",
-    SecretsArgs(settings=settings, provider=provider, onepassword_token=secrets.onepassword_token),
+    SecretsArgs(
+        settings=settings,
+        provider=provider,
+        onepassword_token=secrets.onepassword_token,
+        workloads=workloads,
+        flows=flows,
+    ),
 )
 metrics.add(secrets_component.METRICS_TARGET)
 ingress = IngressTls(
@@ -62,7 +72,7 @@ dns = DnsStack(
         metrics=metrics,
     ),
 )
-ExternalServices(
+external_services = ExternalServices(
     "external-services", ExternalServicesArgs(settings=settings, provider=provider, routes=routes)
 )
 media = (
@@ -75,27 +85,61 @@ media = (
 routes.add(status_route(settings))
 routes.add(homepage_route())
 all_routes = routes.freeze()
-Status(
+status = Status(
     "status",
     StatusArgs(
         settings=settings, provider=provider, routes=all_routes, volumes=volumes, secrets=platform_secrets
     ),
 )
-Homepage(
+homepage = Homepage(
     "homepage",
     HomepageArgs(settings=settings, provider=provider, routes=all_routes, secrets=platform_secrets),
 )
 
 # Backups read the volume registry (and freeze it): after every component that declares volumes.
+backups = None
 if settings.backups and media:
-    Backups("backups", BackupsArgs(settings, provider, volumes, platform_secrets, media.postgres_service))
+    backups = Backups(
+        "backups", BackupsArgs(settings, provider, volumes, platform_secrets, media.postgres_service)
+    )
 
 # Derived from the registries.
+scrape_targets = metrics.freeze()
 ServiceMonitors(
     "scrape",
-    ServiceMonitorsArgs(targets=metrics.freeze(), release=monitoring.release, provider=provider),
+    ServiceMonitorsArgs(targets=scrape_targets, release=monitoring.release, provider=provider),
 )
 ingress.publish(routes)
+
+# Last: every route, scrape target, flow and workload is declared by now. Fails the preview
+# when the nodes cannot hold the stack, naming the node and the figures.
+guardrails = Guardrails(
+    "guardrails",
+    GuardrailsArgs(
+        settings=settings,
+        provider=provider,
+        workloads=workloads,
+        ingress_peer=Peer(ingress.controller_namespace, ingress.controller_selector),
+        routes=all_routes,
+        metrics=scrape_targets,
+        flows=flows.flows(),
+        after=[
+            c
+            for c in (
+                platform_secrets,
+                ingress,
+                monitoring,
+                dns,
+                external_services,
+                media,
+                status,
+                homepage,
+                backups,
+            )
+            if c is not None
+        ],
+    ),
+)
 
 pulumi.export("urls", routes.urls())
 pulumi.export("dnsServer", settings.node(settings.placement.pihole).address)
@@ -104,3 +148,4 @@ pulumi.export(
     {n.name: {"address": n.address, "role": n.role, "model": n.hardware.model} for n in settings.nodes},
 )
 pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("capacity", guardrails.capacity)

@@ -232,6 +232,9 @@ class IngressTls(pulumi.ComponentResource):
     issuers: dict[str, k8s.apiextensions.CustomResource]
     record: cloudflare.DnsRecord
     address: str
+    # The controller's pods, for NetworkPolicies that let it reach route backends.
+    controller_namespace: str
+    controller_selector: dict[str, str]
 
     def __init__(self, name: str, args: IngressTlsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pi-cluster:ingress:IngressTls", name, None, opts)
@@ -240,6 +243,8 @@ class IngressTls(pulumi.ComponentResource):
         self.settings = s
         self._provider = args.provider
         self._impl: _Controller = CONTROLLERS[s.ingress.controller]()
+        self.controller_namespace = self._impl.namespace
+        self.controller_selector = dict(self._impl.scrape_target().selector)
         self.address = s.node(s.placement.ingress).address
         self._ingresses: list[k8s.networking.v1.Ingress] = []
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)

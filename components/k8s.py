@@ -8,6 +8,7 @@ is an explicit argument with a reason, so reviewers see why a workload needs it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,9 +16,12 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.capacity import ServiceInfo, WorkloadRegistry, from_pod_spec
 from config.types import Resources
 
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+
+EPHEMERAL_ANNOTATION = "pi-cluster/ephemeral"
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "pi-cluster"}
 
@@ -229,6 +233,98 @@ def _reasons(containers: Sequence[Mapping[str, Any]], options: PodOptions | None
     return notes
 
 
+# checkov checks our conventions do not meet on purpose; the builders waive them on every
+# workload they apply to, with the reason (README lists them). No '=' in a reason: checkov
+# splits the annotation value on it.
+WAIVER_DIGEST = (
+    "CKV_K8S_43",
+    "images are pinned to exact version tags that Renovate updates and the policy pack checks",
+)
+WAIVER_PULL = (
+    "CKV_K8S_15",
+    "IfNotPresent on pinned tags so a Pi restarts pods without reaching the registry",
+)
+WAIVER_CPU_LIMIT = (
+    "CKV_K8S_11",
+    "no CPU limit on purpose: CFS throttling stalls DNS and web latency while CPU requests keep "
+    "scheduling fair",
+)
+WAIVER_UID = (
+    "CKV_K8S_40",
+    "runs as the image's own non-root user (runAsNonRoot enforced) rather than a forced UID the "
+    "image's files do not belong to",
+)
+WAIVER_HOST_NETWORK = "CKV_K8S_19"
+
+
+def checkov_waivers(spec: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``checkov.io/skipN`` annotations for the checks this pod spec cannot meet, with reasons."""
+    containers = [*spec.get("containers", ()), *spec.get("initContainers", ())]
+    pod_uid = (spec.get("securityContext") or {}).get("runAsUser")
+    waivers: dict[str, str] = dict([WAIVER_DIGEST])
+    if any(c.get("imagePullPolicy") != "Always" for c in containers):
+        waivers.update([WAIVER_PULL])
+    if any("cpu" not in ((c.get("resources") or {}).get("limits") or {}) for c in containers):
+        waivers.update([WAIVER_CPU_LIMIT])
+    if any(((c.get("securityContext") or {}).get("runAsUser", pod_uid) or 0) < 10000 for c in containers):
+        waivers.update([WAIVER_UID])
+    if spec.get("hostNetwork"):
+        waivers[WAIVER_HOST_NETWORK] = "hostNetwork: see annotation pi-cluster/host-network"
+    waivers.update(extra or {})
+    bad = [check for check, reason in waivers.items() if "=" in reason or not reason.strip()]
+    if bad:
+        raise ValueError(f"checkov waiver(s) {bad} need a reason without '='")
+    return {f"checkov.io/skip{i}": f"{check}={waivers[check]}" for i, check in enumerate(sorted(waivers), 1)}
+
+
+def _workload(
+    kind: str,
+    api: Any,
+    name: str,
+    namespace: str,
+    pod_template: dict[str, Any],
+    spec: dict[str, Any],
+    *,
+    app: str,
+    component: str | None,
+    opts: pulumi.ResourceOptions,
+    resource_name: str,
+    workloads: WorkloadRegistry | None,
+    replicas: int,
+    checkov_skips: Mapping[str, str] | None,
+) -> Any:
+    """Record the workload for the capacity proof and create it with its checkov waivers."""
+    if workloads is not None:
+        workloads.add(from_pod_spec(name, namespace, pod_template["spec"], replicas=replicas, kind=kind))
+    return api(
+        resource_name,
+        metadata=metadata(
+            name,
+            namespace,
+            app,
+            extra_labels=labels(app, component),
+            annotations=checkov_waivers(pod_template["spec"], checkov_skips),
+        ),
+        spec=spec,
+        opts=opts,
+    )
+
+
+def _template(
+    app: str,
+    component: str | None,
+    containers: Sequence[Mapping[str, Any]],
+    pod: PodOptions | None,
+    pod_annotations: Mapping[str, Any] | None,
+    exception_reasons: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    annotations = {**_reasons(containers, pod), **(exception_reasons or {}), **(pod_annotations or {})}
+    template_meta: dict[str, Any] = {"labels": labels(app, component)}
+    if annotations:
+        template_meta["annotations"] = annotations
+    return {"metadata": template_meta, "spec": pod_spec(containers, pod)}
+
+
 def deployment(
     name: str,
     namespace: str,
@@ -243,26 +339,133 @@ def deployment(
     pod: PodOptions | None = None,
     pod_annotations: Mapping[str, Any] | None = None,
     exception_reasons: Mapping[str, str] | None = None,
+    workloads: WorkloadRegistry | None = None,
+    checkov_skips: Mapping[str, str] | None = None,
 ) -> k8s.apps.v1.Deployment:
-    """A Deployment with stable names and selectors; ``recreate`` for ReadWriteOnce volumes."""
+    """A Deployment with stable names and selectors; ``recreate`` for ReadWriteOnce volumes.
+
+    ``workloads`` records it for the capacity proof; ``checkov_skips`` ({check id: reason})
+    waives further checkov checks on top of the builders' own.
+    """
     app = app or name
-    annotations = {**_reasons(containers, pod), **(exception_reasons or {}), **(pod_annotations or {})}
-    template_meta: dict[str, Any] = {"labels": labels(app, component)}
-    if annotations:
-        template_meta["annotations"] = annotations
+    template = _template(app, component, containers, pod, pod_annotations, exception_reasons)
     spec: dict[str, Any] = {
         "replicas": replicas,
         "revisionHistoryLimit": 3,
         "selector": {"matchLabels": selector(app, component)},
-        "template": {"metadata": template_meta, "spec": pod_spec(containers, pod)},
+        "template": template,
     }
     if recreate:
         spec["strategy"] = {"type": "Recreate"}
-    return k8s.apps.v1.Deployment(
-        resource_name,
-        metadata=metadata(name, namespace, app, extra_labels=labels(app, component)),
-        spec=spec,
+    return _workload(
+        "Deployment",
+        k8s.apps.v1.Deployment,
+        name,
+        namespace,
+        template,
+        spec,
+        app=app,
+        component=component,
         opts=opts,
+        resource_name=resource_name,
+        workloads=workloads,
+        replicas=replicas,
+        checkov_skips=checkov_skips,
+    )
+
+
+def daemonset(
+    name: str,
+    namespace: str,
+    containers: Sequence[Mapping[str, Any]],
+    *,
+    opts: pulumi.ResourceOptions,
+    resource_name: str,
+    app: str | None = None,
+    component: str | None = None,
+    pod: PodOptions | None = None,
+    pod_annotations: Mapping[str, Any] | None = None,
+    exception_reasons: Mapping[str, str] | None = None,
+    workloads: WorkloadRegistry | None = None,
+    checkov_skips: Mapping[str, str] | None = None,
+) -> k8s.apps.v1.DaemonSet:
+    """A DaemonSet (one pod on every eligible node); the capacity proof counts it on each."""
+    app = app or name
+    template = _template(app, component, containers, pod, pod_annotations, exception_reasons)
+    spec: dict[str, Any] = {
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": selector(app, component)},
+        "template": template,
+    }
+    return _workload(
+        "DaemonSet",
+        k8s.apps.v1.DaemonSet,
+        name,
+        namespace,
+        template,
+        spec,
+        app=app,
+        component=component,
+        opts=opts,
+        resource_name=resource_name,
+        workloads=workloads,
+        replicas=1,
+        checkov_skips=checkov_skips,
+    )
+
+
+def cronjob(
+    name: str,
+    namespace: str,
+    schedule: str,
+    containers: Sequence[Mapping[str, Any]],
+    *,
+    opts: pulumi.ResourceOptions,
+    resource_name: str,
+    app: str | None = None,
+    component: str | None = None,
+    pod: PodOptions | None = None,
+    pod_annotations: Mapping[str, Any] | None = None,
+    exception_reasons: Mapping[str, str] | None = None,
+    workloads: WorkloadRegistry | None = None,
+    checkov_skips: Mapping[str, str] | None = None,
+    time_zone: str | None = None,
+    backoff_limit: int = 2,
+    deadline_seconds: int | None = None,
+) -> k8s.batch.v1.CronJob:
+    """A CronJob that never overlaps itself; the capacity proof counts its pod as always there
+    (a job that runs must find room)."""
+    app = app or name
+    pod = pod or PodOptions()
+    if not pod.restart_policy:
+        pod = dataclasses.replace(pod, restart_policy="OnFailure")
+    template = _template(app, component, containers, pod, pod_annotations, exception_reasons)
+    job: dict[str, Any] = {"backoffLimit": backoff_limit, "template": template}
+    if deadline_seconds:
+        job["activeDeadlineSeconds"] = deadline_seconds
+    spec: dict[str, Any] = {
+        "schedule": schedule,
+        "concurrencyPolicy": "Forbid",
+        "successfulJobsHistoryLimit": 1,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {"spec": job},
+    }
+    if time_zone:
+        spec["timeZone"] = time_zone
+    return _workload(
+        "CronJob",
+        k8s.batch.v1.CronJob,
+        name,
+        namespace,
+        template,
+        spec,
+        app=app,
+        component=component,
+        opts=opts,
+        resource_name=resource_name,
+        workloads=workloads,
+        replicas=1,
+        checkov_skips=checkov_skips,
     )
 
 
@@ -276,12 +479,28 @@ def service(
     app: str | None = None,
     component: str | None = None,
     select: bool = True,
+    workloads: WorkloadRegistry | None = None,
 ) -> k8s.core.v1.Service:
-    """A ClusterIP Service; ``select=False`` for a selector-less Service (LAN devices)."""
+    """A ClusterIP Service; ``select=False`` for a selector-less Service (LAN devices).
+
+    ``workloads`` records the pods and target ports behind it, so NetworkPolicies can let
+    the ingress controller and Prometheus reach exactly those.
+    """
     app = app or name
     spec: dict[str, Any] = {"type": "ClusterIP", "ports": [dict(p) for p in ports]}
     if select:
         spec["selector"] = selector(app, component)
+        if workloads is not None:
+            workloads.add_service(
+                ServiceInfo(
+                    name,
+                    namespace,
+                    labels(app),
+                    spec["selector"],
+                    {int(p["port"]): p.get("targetPort", p["port"]) for p in ports},
+                    {str(p["name"]): int(p["port"]) for p in ports if p.get("name")},
+                )
+            )
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, app),
@@ -328,7 +547,11 @@ def pvc(
     storage_class: str | None = "local-path",
     access_mode: str = "ReadWriteOnce",
     volume_name: str | None = None,
+    ephemeral_reason: str = "",
 ) -> k8s.core.v1.PersistentVolumeClaim:
+    """A PVC. Data we cannot lose goes through ``volumes.stateful_pvc`` (protected, backed up);
+    a PVC made here directly must say why its data may be lost (``ephemeral_reason``), or the
+    policy pack refuses it unprotected."""
     spec: dict[str, Any] = {
         "accessModes": [access_mode],
         "resources": {"requests": {"storage": size}},
@@ -337,9 +560,10 @@ def pvc(
         spec["storageClassName"] = storage_class
     if volume_name:
         spec["volumeName"] = volume_name
+    annotations = {EPHEMERAL_ANNOTATION: ephemeral_reason} if ephemeral_reason.strip() else None
     return k8s.core.v1.PersistentVolumeClaim(
         resource_name,
-        metadata=metadata(name, namespace, app or name),
+        metadata=metadata(name, namespace, app or name, annotations=annotations),
         spec=spec,
         opts=opts,
     )

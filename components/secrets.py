@@ -14,7 +14,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import capacity
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
+from components.guardrails import Flow, FlowRegistry, Peer
 from components.metrics import ScrapeTarget
 from config.settings import Settings
 
@@ -28,6 +31,8 @@ class SecretsArgs:
     settings: Settings
     provider: k8s.Provider
     onepassword_token: pulumi.Output[str]
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
 
 
 class Secrets(pulumi.ComponentResource):
@@ -57,6 +62,18 @@ class Secrets(pulumi.ComponentResource):
             cleanup_on_fail=True,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns]),
         )
+        if args.workloads is not None:
+            declare_workloads(s, args.workloads)
+        if args.flows is not None:
+            args.flows.add(
+                Flow(
+                    "apiserver-to-webhook",
+                    Peer(nodes=True),
+                    NAMESPACE,
+                    {"app.kubernetes.io/name": "external-secrets-webhook"},
+                    ("webhook",),
+                )
+            )
         token = k8s.core.v1.Secret(
             f"{name}-onepassword-token",
             metadata=kb.metadata(TOKEN_SECRET, NAMESPACE, "external-secrets"),
@@ -137,6 +154,35 @@ class Secrets(pulumi.ComponentResource):
                 depends_on=[self.release, self.store, *depends_on],
             ),
         )
+
+
+def declare_workloads(s: Settings, workloads: WorkloadRegistry) -> None:
+    """The chart's three Deployments (one replica each, resources from eso_values) and its
+    Services (selectors and target ports as templated by external-secrets chart 1.2.0)."""
+    values = eso_values(s)
+    for name, block in (
+        ("external-secrets", values["resources"]),
+        ("external-secrets-webhook", values["webhook"]["resources"]),
+        ("external-secrets-cert-controller", values["certController"]["resources"]),
+    ):
+        workloads.add(capacity.from_values(name, NAMESPACE, block, 1))
+    instance = {"app.kubernetes.io/instance": "external-secrets"}
+    workloads.service(
+        "external-secrets-webhook",
+        NAMESPACE,
+        {"app.kubernetes.io/name": "external-secrets-webhook", **instance},
+        {443: "webhook"},
+        labels={"app.kubernetes.io/name": "external-secrets-webhook", **instance},
+        port_names={"webhook": 443},
+    )
+    workloads.service(
+        "external-secrets-metrics",
+        NAMESPACE,
+        {"app.kubernetes.io/name": "external-secrets", **instance},
+        {8080: "metrics"},
+        labels={"app.kubernetes.io/name": "external-secrets", **instance},
+        port_names={"metrics": 8080},
+    )
 
 
 def eso_values(s: Settings) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from config.types import (
     AbsPath,
     Chart,
     Cidr,
+    Cpu,
     CronSchedule,
     DnsLabel,
     Domain,
@@ -36,6 +37,7 @@ from config.types import (
     Model,
     Resources,
     Version,
+    cpu_millis,
     memory_bytes,
 )
 
@@ -117,6 +119,42 @@ class SecretsSettings(Model):
     resources: Resources
     # 1Password rate-limits: once a day unless a secret says otherwise.
     refresh_interval: str = Field(default="24h", pattern=r"^([0-9]+(h|m|s))+$")
+
+
+class Reserve(Model):
+    """CPU and memory a node keeps for k3s, the container runtime and the OS."""
+
+    cpu: Cpu
+    memory: Memory
+
+
+class LimitRangeDefaults(Model):
+    """Defaults the LimitRange gives a container that sets no resources of its own."""
+
+    cpu_request: Cpu = "50m"
+    memory_request: Memory = "64Mi"
+    memory_limit: Memory = "256Mi"
+
+
+class Guardrails(Model):
+    """Capacity proof, NetworkPolicies, quotas."""
+
+    # Per node class (hardware.model): what k3s and the OS keep for themselves.
+    reserve: dict[Literal["pi5", "pi4", "pi3", "vm"], Reserve]
+    # Warn when a node's free CPU or memory falls under this fraction of its allocatable.
+    headroom: float = Field(default=0.25, ge=0, lt=1)
+    # Namespace ResourceQuotas: (requests of the namespace + its largest pod) x (1 + this).
+    quota_headroom: float = Field(default=0.5, ge=0, le=10)
+    limit_range: LimitRangeDefaults = Field(default_factory=LimitRangeDefaults)
+    # Who may reach metrics ports (NetworkPolicy source). The ingress controller's pods come
+    # from IngressTls, the only component that knows which controller runs.
+    monitoring_namespace: DnsLabel = "monitoring"
+    prometheus_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "prometheus"}
+    )
+
+    def reserve_for(self, node: Node) -> Reserve:
+        return self.reserve[node.hardware.model]
 
 
 class Placement(Model):
@@ -475,6 +513,7 @@ class Settings(Model):
     media: Media | None = None
     backups: Backups | None = None
     dns: DnsSettings
+    guardrails: Guardrails
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -557,6 +596,22 @@ def consistency_problems(s: Settings) -> list[str]:
                 f"{node!r}, which is not in nodes ({', '.join(sorted(names))})"
             )
     problems += _dns_problems(s)
+    for i, n in enumerate(s.nodes):
+        reserve = s.guardrails.reserve.get(n.hardware.model)
+        if reserve is None:
+            problems.append(
+                f"{NAMESPACE}:guardrails.reserve: no reserve for node class {n.hardware.model!r} "
+                f"(node {n.name!r}); add guardrails.reserve.{n.hardware.model}"
+            )
+        elif (
+            memory_bytes(reserve.memory) >= memory_bytes(n.hardware.memory)
+            or cpu_millis(reserve.cpu) >= n.hardware.cores * 1000
+        ):
+            problems.append(
+                f"{NAMESPACE}:guardrails.reserve.{n.hardware.model}: reserve cpu {reserve.cpu}, memory "
+                f"{reserve.memory} leaves nothing of node {n.name!r} ({n.hardware.cores} cores, "
+                f"{n.hardware.memory}) (nodes[{i}])"
+            )
     for k3s_net in (s.k3s.cluster_cidr, s.k3s.service_cidr):
         if ipaddress.IPv4Network(k3s_net).overlaps(lan):
             problems.append(f"{NAMESPACE}:k3s: network {k3s_net} overlaps lanCidr {s.lan_cidr}")

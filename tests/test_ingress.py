@@ -242,12 +242,24 @@ def _outside_ingress(result: mockrun.Result) -> dict[str, Any]:
         return False
 
     def controller_monitor(r: mockrun.Registration) -> bool:
-        """The controller's ServiceMonitor is derived from the scrape target IngressTls declares."""
+        """Objects derived (ServiceMonitor, NetworkPolicies) for the controller's own namespace."""
         ns = (r.plain_inputs.get("metadata") or {}).get("namespace")
-        return r.type.endswith(":ServiceMonitor") and ns in {"ingress-nginx", "traefik"}
+        return ns in {"ingress-nginx", "traefik"}
+
+    def normalized(r: mockrun.Registration) -> dict[str, Any]:
+        """Allow rules name the controller's pods, which IngressTls publishes: compare the rest."""
+        inputs = copy.deepcopy(r.masked_inputs)
+        if r.type.endswith(":NetworkPolicy") and inputs["metadata"]["name"].startswith("allow-ingress-"):
+            for rule in inputs["spec"].get("ingress", []):
+                rule["from"] = "<the ingress controller's pods>"
+        return inputs
+
+    def deps(r: mockrun.Registration) -> list[str]:
+        """Waiting for IngressTls's children (whichever they are) is not knowing the controller."""
+        return [d for d in r.depends_on if not inside(d)]
 
     return {
-        r.key: (r.parent, r.provider, r.depends_on, json.dumps(r.masked_inputs, sort_keys=True))
+        r.key: (r.parent, r.provider, deps(r), json.dumps(normalized(r), sort_keys=True))
         for r in result.registrations
         if not inside(r.key) and not controller_monitor(r)
     }
