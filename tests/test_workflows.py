@@ -19,9 +19,9 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 # Actions a workflow may use, at the major tags verified in their repositories
 # (git tags v7 of actions/checkout, actions/setup-python and pulumi/actions).
 ALLOWED_ACTIONS = {"actions/checkout": "v7", "actions/setup-python": "v7", "pulumi/actions": "v7"}
-# Targets another branch adds (issue 8 brings `make scan`); the lead empties this at merge,
-# and test_pending_targets_are_really_pending fails as soon as a listed target exists.
-PENDING_TARGETS = {"scan"}
+# Targets another branch adds (issue 8 brings `make scan` and `make capacity`); the lead empties
+# this at merge, and test_pending_targets_are_really_pending fails once a listed target exists.
+PENDING_TARGETS = {"scan", "capacity"}
 SECRET = re.compile(r"\$\{\{[^}]*\bsecrets\.")
 
 
