@@ -189,7 +189,7 @@ def test_diff_lists_added_removed_and_changed_files(tmp_path: Path) -> None:
     assert "-x: 1\n+x: 2\n" in diff.changed["manifests/a.yaml"]
     text = render_diff.markdown(diff)
     assert "| 1 | 1 | 1 |" in text
-    assert "- changed `manifests/a.yaml`" in text and "```diff" in text
+    assert "- changed `manifests/a.yaml`" in text and "````diff" in text
     assert "same" not in diff.changed
 
 

@@ -265,3 +265,32 @@ def test_node_validator_stays_on_a_major_that_runs_here() -> None:
     assert lock["packages"]["node_modules/renovate"]["version"] == package["devDependencies"]["renovate"]
     rule = next(r for r in config()["packageRules"] if r.get("matchPackageNames") == ["renovate"])
     assert rule["allowedVersions"] == "<40"
+
+
+# --- pins must live where Renovate looks ------------------------------------------------------
+
+
+def python_image_literals(paths: list[Path]) -> list[str]:
+    """Image references written as string literals in Python code (Renovate never sees them)."""
+    import ast
+
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_str = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_str and IMAGE_LIKE.match(node.value.split("@", 1)[0]):
+                found.append(f"{path.name}:{node.lineno}: {node.value}")
+    return found
+
+
+def test_no_image_is_pinned_in_python_code(tmp_path: Path) -> None:
+    """Images are settings in the stack files, where the regex managers find them."""
+    code = [
+        ROOT / "__main__.py",
+        *sorted((ROOT / "components").rglob("*.py")),
+        *(ROOT / "config").rglob("*.py"),
+    ]
+    assert python_image_literals(code) == []
+    sample = tmp_path / "x.py"
+    sample.write_text('IMAGE = "docker.io/library/busybox:1.37.0"\nURL = "https://a.b/c:d"\n')
+    assert python_image_literals([sample]) == ["x.py:1: docker.io/library/busybox:1.37.0"]

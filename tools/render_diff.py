@@ -78,7 +78,8 @@ def markdown(diff: Diff, *, base_found: bool = True, limit: int = MAX_CHARS) -> 
     out.append("")
     used = sum(len(line) + 1 for line in out)
     for path, text in diff.changed.items():
-        block = f"<details><summary><code>{path}</code></summary>\n\n```diff\n{text}```\n\n</details>\n"
+        # A four-backtick fence: rendered files may themselves contain ``` (e.g. Markdown in ConfigMaps).
+        block = f"<details><summary><code>{path}</code></summary>\n\n````diff\n{text}````\n\n</details>\n"
         if used + len(block) > limit:
             out.append(
                 f"Diffs cut at {limit} characters; run `make render` on both branches to see the rest."
