@@ -57,3 +57,19 @@ bench-lists: $(VENV)/.runtime
 
 clean:
 	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache
+
+# --- delivery (CI and deploy notices) ---------------------------------------------------------
+.PHONY: ci-tools render-diff notify
+BASE_RENDERED ?= ../base/rendered
+
+## ci-tools: install the validators the tests require (Debian tools, Renovate's validator)
+ci-tools:
+	.ci/install-tools
+
+## render-diff: rendered/ against BASE_RENDERED as Markdown ($GITHUB_STEP_SUMMARY in CI)
+render-diff: $(VENV)/.runtime
+	$(PY) -m tools.render_diff --base $(BASE_RENDERED) --head rendered
+
+## notify: Discord notice of the last deploy (deploy.yml; parameters from the environment)
+notify: $(VENV)/.runtime
+	$(PY) -m tools.notify

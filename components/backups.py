@@ -219,7 +219,7 @@ class Backups(pulumi.ComponentResource):
         env["STORAGE_ROOT"] = "/storage"
         main = kb.container(
             "pvc-backup",
-            b.images.rsync,
+            b.images.rsync_image,
             b.resources,
             command=["sh", "/scripts/pvc-backup.sh"],
             env=env,
@@ -239,7 +239,7 @@ class Backups(pulumi.ComponentResource):
         pg_env = {**self._pg_env(), "DUMP_DIR": "/work", "SCRIPTS_DIR": "/scripts"}
         dump = kb.container(
             "dump",
-            b.images.postgres_client,
+            b.images.postgres_client_image,
             b.resources,
             command=["sh", "/scripts/postgres-dump.sh"],
             env=pg_env,
@@ -249,7 +249,7 @@ class Backups(pulumi.ComponentResource):
         )
         ship = kb.container(
             "ship",
-            b.images.rsync,
+            b.images.rsync_image,
             b.resources,
             command=["sh", "/scripts/postgres-ship.sh"],
             env={**self._nas_env(b.postgres_path), "DUMP_DIR": "/work", "PGDATABASE": pg_env["PGDATABASE"]},
@@ -271,7 +271,7 @@ class Backups(pulumi.ComponentResource):
         pg_env = self._pg_env()
         fetch = kb.container(
             "fetch",
-            b.images.rsync,
+            b.images.rsync_image,
             b.resources,
             command=["sh", "/scripts/drill-fetch.sh"],
             env={
@@ -290,7 +290,7 @@ class Backups(pulumi.ComponentResource):
             init.append(
                 kb.container(
                     "sqlite-check",
-                    b.images.sqlite,
+                    b.images.sqlite_image,
                     b.resources,
                     command=["sh", "/scripts/drill-sqlite.sh"],
                     env={"WORK": "/work", "SQLITE_VOLUMES": sqlite_keys},
@@ -300,7 +300,7 @@ class Backups(pulumi.ComponentResource):
             )
         check = kb.container(
             "postgres-check",
-            b.images.postgres_client,
+            b.images.postgres_client_image,
             b.resources,
             command=["sh", "/scripts/drill-postgres.sh"],
             env={

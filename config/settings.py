@@ -267,9 +267,9 @@ class Media(Model):
 
 
 class BackupImages(Model):
-    rsync: Image  # ships rsync, ssh and a POSIX shell; nothing is installed at run time
-    postgres_client: Image  # major version must match the database image
-    sqlite: Image
+    rsync_image: Image  # ships rsync, ssh and a POSIX shell; nothing is installed at run time
+    postgres_client_image: Image  # major version must match the database image
+    sqlite_image: Image
 
 
 class BackupSchedules(Model):
@@ -684,11 +684,11 @@ def _media_problems(s: Settings) -> list[str]:
             )
     if s.media is not None and s.backups is not None:
         db = s.media.immich.database
-        server, client = image_major(db.image), image_major(s.backups.images.postgres_client)
+        server, client = image_major(db.image), image_major(s.backups.images.postgres_client_image)
         if server is None or server != client:
             problems.append(
-                f"{NAMESPACE}:backups.images.postgresClient: major version {client!r} of "
-                f"{s.backups.images.postgres_client!r} does not match the database image's {server!r}"
+                f"{NAMESPACE}:backups.images.postgresClientImage: major version {client!r} of "
+                f"{s.backups.images.postgres_client_image!r} does not match the database image's {server!r}"
             )
     if s.backups is None:
         return problems

@@ -420,11 +420,16 @@ BAD = [
     ("backups", ["volumesPath"], "relative/path", "pi-cluster:backups.volumesPath"),
     (
         "backups",
-        ["images", "postgresClient"],
+        ["images", "postgresClientImage"],
         "postgres:16.8-bookworm",
-        "pi-cluster:backups.images.postgresClient",
+        "pi-cluster:backups.images.postgresClientImage",
     ),
-    ("backups", ["images", "rsync"], "instrumentisto/rsync-ssh:latest", "pi-cluster:backups.images.rsync"),
+    (
+        "backups",
+        ["images", "rsyncImage"],
+        "instrumentisto/rsync-ssh:latest",
+        "pi-cluster:backups.images.rsyncImage",
+    ),
     (
         "backups",
         ["knownHosts"],
