@@ -140,7 +140,7 @@ class K3sCluster(pulumi.ComponentResource):
                     "PI_CLUSTER_K3S_CONFIG": agent_config(agent),
                     "PI_CLUSTER_INSTALLER_URL": k3s.installer_url,
                     "K3S_URL": f"https://{server.address}:6443",
-                    "K3S_TOKEN": token.stdout,
+                    "K3S_TOKEN": pulumi.Output.secret(token.stdout),
                 },
                 depends_on=[*ready[agent.name], install],
                 triggers=[k3s.version],
