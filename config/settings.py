@@ -78,12 +78,36 @@ class Node(Model):
     ssh_user: str = Field(default="pi", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
+    # Static resolvers so the node resolves image registries even while Pi-hole is down
+    # (ARCHITECTURE.md, "DNS Resilience"). Agents pull images too, so it is on by default.
+    static_dns: bool = True
+    dns_resolvers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "8.8.8.8"], min_length=1)
+    nm_connection: str = Field(default="Wired connection 1", pattern=r"^[^\x00-\x1f'\\]{1,64}$")
+
+
+# config.yaml keys the cluster component owns; extraServerConfig may not override them.
+MANAGED_SERVER_KEYS = frozenset(
+    {"disable", "tls-san", "write-kubeconfig-mode", "node-ip", "cluster-cidr", "service-cidr", "token"}
+)
+ConfigValue = str | int | bool | list[str]
 
 
 class K3s(Model):
     version: K3sVersion
     cluster_cidr: Cidr = "10.42.0.0/16"
     service_cidr: Cidr = "10.43.0.0/16"
+    # More server flags, written into /etc/rancher/k3s/config.yaml next to the managed ones.
+    extra_server_config: dict[str, ConfigValue] = Field(default_factory=dict)
+    installer_url: str = Field(default="https://get.k3s.io", pattern=r"^https://[^\s'\"]+$")
+    # Removing an agent from `nodes` always drains and deletes its Kubernetes node; k3s is
+    # uninstalled from the host only when this is true.
+    allow_uninstall: bool = False
+    # Destroying the stack leaves the server's K3s (and its data) alone unless this is true.
+    allow_server_wipe: bool = False
+    # Upper bound on waiting for a node to answer SSH after its reboot.
+    reboot_timeout_seconds: int = Field(default=300, ge=30, le=3600)
+    # Upper bound on waiting for K3s files and Kubernetes nodes to appear.
+    ready_timeout_seconds: int = Field(default=180, ge=10, le=3600)
 
 
 class DeviceRoute(Model):
@@ -562,7 +586,8 @@ def consistency_problems(s: Settings) -> list[str]:
     if len(servers) != 1:
         problems.append(
             f"{NAMESPACE}:nodes: exactly one node must have role 'server', found "
-            f"{len(servers)} ({', '.join(servers) or 'none'})"
+            f"{len(servers)} ({', '.join(servers) or 'none'}) among nodes "
+            f"{', '.join(n.name for n in s.nodes)}"
         )
     for dup in _duplicates([n.name for n in s.nodes]):
         problems.append(f"{NAMESPACE}:nodes: duplicate node name {dup!r}")
@@ -612,6 +637,14 @@ def consistency_problems(s: Settings) -> list[str]:
                 f"{reserve.memory} leaves nothing of node {n.name!r} ({n.hardware.cores} cores, "
                 f"{n.hardware.memory}) (nodes[{i}])"
             )
+    for key in sorted(s.k3s.extra_server_config):
+        if key in MANAGED_SERVER_KEYS:
+            problems.append(
+                f"{NAMESPACE}:k3s.extraServerConfig.{key}: {key!r} is set by the cluster component "
+                f"and cannot be overridden"
+            )
+        elif not re.match(r"^[a-z0-9][a-z0-9-]*$", key):
+            problems.append(f"{NAMESPACE}:k3s.extraServerConfig: {key!r} is not a K3s flag name")
     for k3s_net in (s.k3s.cluster_cidr, s.k3s.service_cidr):
         if ipaddress.IPv4Network(k3s_net).overlaps(lan):
             problems.append(f"{NAMESPACE}:k3s: network {k3s_net} overlaps lanCidr {s.lan_cidr}")
@@ -744,6 +777,17 @@ class StackSecrets:
     cloudflare_zone_id: pulumi.Output[str]
 
 
+def _node_hint(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """ " (node 'name')" for an error inside nodes[i], so the message names the node."""
+    if len(loc) < 2 or loc[0] != "nodes" or not isinstance(loc[1], int):
+        return ""
+    nodes = raw.get("nodes")
+    if not isinstance(nodes, list) or loc[1] >= len(nodes) or not isinstance(nodes[loc[1]], dict):
+        return ""
+    name = nodes[loc[1]].get("name")
+    return f" (node {name!r})" if isinstance(name, str) else ""
+
+
 def _format_error(err: ValidationError, raw: dict[str, Any]) -> str:
     lines = []
     for e in err.errors():
@@ -759,6 +803,7 @@ def _format_error(err: ValidationError, raw: dict[str, Any]) -> str:
             msg = "required key is missing"
         elif "input" in e and e["type"] != "value_error" and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
+        msg += _node_hint(loc, raw)
         lines.append(f"{key}: {msg}" if not msg.startswith(NAMESPACE) else msg)
     return "invalid stack configuration:\n  " + "\n  ".join(lines)
 
