@@ -253,7 +253,8 @@ class Result:
 
 def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, Any], set[str]]:
     """Plain values of ``Pulumi.<stack>.yaml`` and the keys it holds as ``secure:`` entries."""
-    data = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text()) or {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+    data = yaml.load((root / f"Pulumi.{stack}.yaml").read_text(), Loader=loader) or {}
     values: dict[str, Any] = {}
     secure: set[str] = set()
     for key, value in (data.get("config") or {}).items():

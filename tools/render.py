@@ -24,7 +24,7 @@ from tools import mockrun
 TOP_KEYS = ("apiVersion", "kind", "metadata")
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]  # libyaml when present
     pass
 
 
