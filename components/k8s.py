@@ -255,13 +255,45 @@ WAIVER_UID = (
     "image's files do not belong to",
 )
 WAIVER_HOST_NETWORK = "CKV_K8S_19"
+WAIVER_SECRET_ENV = (
+    "CKV_K8S_35",
+    "the image reads this credential only from an environment variable; the value comes from a "
+    "Secret an ExternalSecret fills, never from the manifest",
+)
+WAIVER_TOKEN = (
+    "CKV_K8S_38",
+    "the pod calls the Kubernetes API with its own least-privilege ServiceAccount",
+)
+# Checks a container relaxed through Exceptions fails; the waiver carries the exception's reason.
+EXCEPTION_CHECKS = {
+    "CKV_K8S_20": lambda sc: sc.get("allowPrivilegeEscalation") is True,
+    "CKV_K8S_22": lambda sc: sc.get("readOnlyRootFilesystem") is False,
+    "CKV_K8S_23": lambda sc: sc.get("runAsNonRoot") is False or sc.get("runAsUser") == 0,
+    "CKV_K8S_25": lambda sc: bool((sc.get("capabilities") or {}).get("add")),
+}
+EXCEPTIONS_ANNOTATION = "pi-cluster/security-exceptions"
 
 
-def checkov_waivers(spec: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``checkov.io/skipN`` annotations for the checks this pod spec cannot meet, with reasons."""
+def checkov_waivers(
+    spec: Mapping[str, Any], extra: Mapping[str, str] | None = None, exception_reason: str = ""
+) -> dict[str, str]:
+    """``checkov.io/skipN`` annotations for the checks this pod spec cannot meet, with reasons.
+
+    ``exception_reason`` is the reason of the containers' :class:`Exceptions` (the pod's
+    ``pi-cluster/security-exceptions`` annotation); a relaxed container without one is refused.
+    """
     containers = [*spec.get("containers", ()), *spec.get("initContainers", ())]
     pod_uid = (spec.get("securityContext") or {}).get("runAsUser")
     waivers: dict[str, str] = dict([WAIVER_DIGEST])
+    for check, relaxed in EXCEPTION_CHECKS.items():
+        if any(relaxed(c.get("securityContext") or {}) for c in containers):
+            if not exception_reason.strip():
+                raise ValueError(f"a container fails checkov {check} but the pod states no exception reason")
+            waivers[check] = f"security exception: {exception_reason.strip()}"
+    if any("secretKeyRef" in (e.get("valueFrom") or {}) for c in containers for e in c.get("env") or ()):
+        waivers.update([WAIVER_SECRET_ENV])
+    if spec.get("automountServiceAccountToken") is True:
+        waivers.update([WAIVER_TOKEN])
     if any(c.get("imagePullPolicy") != "Always" for c in containers):
         waivers.update([WAIVER_PULL])
     if any("cpu" not in ((c.get("resources") or {}).get("limits") or {}) for c in containers):
@@ -303,7 +335,11 @@ def _workload(
             namespace,
             app,
             extra_labels=labels(app, component),
-            annotations=checkov_waivers(pod_template["spec"], checkov_skips),
+            annotations=checkov_waivers(
+                pod_template["spec"],
+                checkov_skips,
+                (pod_template["metadata"].get("annotations") or {}).get(EXCEPTIONS_ANNOTATION, ""),
+            ),
         ),
         spec=spec,
         opts=opts,
@@ -490,17 +526,18 @@ def service(
     spec: dict[str, Any] = {"type": "ClusterIP", "ports": [dict(p) for p in ports]}
     if select:
         spec["selector"] = selector(app, component)
-        if workloads is not None:
-            workloads.add_service(
-                ServiceInfo(
-                    name,
-                    namespace,
-                    labels(app),
-                    spec["selector"],
-                    {int(p["port"]): p.get("targetPort", p["port"]) for p in ports},
-                    {str(p["name"]): int(p["port"]) for p in ports if p.get("name")},
-                )
+    if workloads is not None:
+        # A selector-less Service is recorded too: NetworkPolicies then know it has no pod to open.
+        workloads.add_service(
+            ServiceInfo(
+                name,
+                namespace,
+                labels(app),
+                spec.get("selector", {}),
+                {int(p["port"]): p.get("targetPort", p["port"]) for p in ports},
+                {str(p["name"]): int(p["port"]) for p in ports if p.get("name")},
             )
+        )
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, app),
