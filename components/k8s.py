@@ -324,6 +324,7 @@ def _workload(
     workloads: WorkloadRegistry | None,
     replicas: int,
     checkov_skips: Mapping[str, str] | None,
+    extra_annotations: Mapping[str, str] | None = None,
 ) -> Any:
     """Record the workload for the capacity proof and create it with its checkov waivers."""
     if workloads is not None:
@@ -335,11 +336,14 @@ def _workload(
             namespace,
             app,
             extra_labels=labels(app, component),
-            annotations=checkov_waivers(
-                pod_template["spec"],
-                checkov_skips,
-                (pod_template["metadata"].get("annotations") or {}).get(EXCEPTIONS_ANNOTATION, ""),
-            ),
+            annotations={
+                **(extra_annotations or {}),
+                **checkov_waivers(
+                    pod_template["spec"],
+                    checkov_skips,
+                    (pod_template["metadata"].get("annotations") or {}).get(EXCEPTIONS_ANNOTATION, ""),
+                ),
+            },
         ),
         spec=spec,
         opts=opts,
@@ -503,6 +507,53 @@ def cronjob(
         replicas=1,
         checkov_skips=checkov_skips,
     )
+
+
+def job(
+    name: str,
+    namespace: str,
+    containers: Sequence[Mapping[str, Any]],
+    *,
+    opts: pulumi.ResourceOptions,
+    resource_name: str,
+    app: str | None = None,
+    component: str | None = None,
+    pod: PodOptions | None = None,
+    pod_annotations: Mapping[str, Any] | None = None,
+    exception_reasons: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    workloads: WorkloadRegistry | None = None,
+    checkov_skips: Mapping[str, str] | None = None,
+    backoff_limit: int = 1,
+    deadline_seconds: int | None = None,
+) -> k8s.batch.v1.Job:
+    """A one-off Job (``restartPolicy: Never`` unless ``pod`` says otherwise) with the builders'
+    checkov waivers; ``annotations`` are added to the Job's own (a content hash, say)."""
+    app = app or name
+    pod = pod or PodOptions()
+    if not pod.restart_policy:
+        pod = dataclasses.replace(pod, restart_policy="Never")
+    template = _template(app, component, containers, pod, pod_annotations, exception_reasons)
+    spec: dict[str, Any] = {"backoffLimit": backoff_limit, "template": template}
+    if deadline_seconds:
+        spec["activeDeadlineSeconds"] = deadline_seconds
+    resource = _workload(
+        "Job",
+        k8s.batch.v1.Job,
+        name,
+        namespace,
+        template,
+        spec,
+        app=app,
+        component=component,
+        opts=opts,
+        resource_name=resource_name,
+        workloads=workloads,
+        replicas=1,
+        checkov_skips=checkov_skips,
+        extra_annotations=annotations,
+    )
+    return resource
 
 
 def service(
