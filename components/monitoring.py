@@ -275,7 +275,7 @@ KSM_PODS = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/i
 def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
     """What the chart runs, with the resources and placement :func:`chart_values` gives it: the
     operator, Prometheus and Alertmanager (each with its config-reloader sidecar), Grafana with
-    its dashboard sidecar, kube-state-metrics (movable) and node-exporter (a DaemonSet that
+    its sidecars, kube-state-metrics (movable) and node-exporter (a DaemonSet that
     tolerates every NoSchedule taint, the subchart's default). Then the Services other
     components point at, and the flows inside the monitoring stack."""
     values = chart_values(s)
@@ -289,7 +289,11 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegis
             f"alertmanager-{RELEASE}-alertmanager",
             [values["alertmanager"]["alertmanagerSpec"]["resources"], reloader],
         ),
-        (f"{RELEASE}-grafana", [values["grafana"]["resources"], values["grafana"]["sidecar"]["resources"]]),
+        # Grafana with two sidecars (dashboards, and datasources, which the parent chart enables).
+        (
+            f"{RELEASE}-grafana",
+            [values["grafana"]["resources"], *[values["grafana"]["sidecar"]["resources"]] * 2],
+        ),
     ):
         workloads.add(capacity.from_values(name, NAMESPACE, blocks, node=pin))
     workloads.add(
