@@ -370,3 +370,14 @@ def test_a_namespace_of_selectorless_services_gets_a_zero_pod_quota(settings: Se
     assert quota["spec"] == {"hard": {"pods": "0"}}
     assert [w for w in warnings if "external-services" in w] == []
     assert any("namespace apps" in w for w in warnings)
+
+
+def test_full_stack_lan_device_namespace_allows_no_pod(pi_k3s: mockrun.Result) -> None:
+    quota = pi_k3s.manifest("ResourceQuota", "compute", "external-services")
+    assert quota["spec"] == {"hard": {"pods": "0"}}
+    names = {
+        o["metadata"]["name"]
+        for o in pi_k3s.manifests("NetworkPolicy")
+        if o["metadata"]["namespace"] == "external-services"
+    }
+    assert names == {"default-deny-ingress"}  # the LAN device routes have no pod to open
