@@ -51,12 +51,20 @@ ingress = IngressTls(
         cloudflare_api_token=secrets.cloudflare_api_token,
         cloudflare_zone_id=secrets.cloudflare_zone_id,
         metrics=metrics,
+        workloads=workloads,
+        flows=flows,
     ),
 )
 monitoring = Monitoring(
     "monitoring",
     MonitoringArgs(
-        settings=settings, provider=provider, routes=routes, volumes=volumes, secrets=platform_secrets
+        settings=settings,
+        provider=provider,
+        routes=routes,
+        volumes=volumes,
+        secrets=platform_secrets,
+        workloads=workloads,
+        flows=flows,
     ),
 )
 
@@ -73,10 +81,11 @@ dns = DnsStack(
     ),
 )
 external_services = ExternalServices(
-    "external-services", ExternalServicesArgs(settings=settings, provider=provider, routes=routes)
+    "external-services",
+    ExternalServicesArgs(settings=settings, provider=provider, routes=routes, workloads=workloads),
 )
 media = (
-    Media("media", MediaArgs(settings, provider, routes, volumes, platform_secrets))
+    Media("media", MediaArgs(settings, provider, routes, volumes, platform_secrets, workloads, flows))
     if settings.media
     else None
 )
@@ -88,19 +97,42 @@ all_routes = routes.freeze()
 status = Status(
     "status",
     StatusArgs(
-        settings=settings, provider=provider, routes=all_routes, volumes=volumes, secrets=platform_secrets
+        settings=settings,
+        provider=provider,
+        routes=all_routes,
+        volumes=volumes,
+        secrets=platform_secrets,
+        workloads=workloads,
+        flows=flows,
     ),
 )
 homepage = Homepage(
     "homepage",
-    HomepageArgs(settings=settings, provider=provider, routes=all_routes, secrets=platform_secrets),
+    HomepageArgs(
+        settings=settings,
+        provider=provider,
+        routes=all_routes,
+        secrets=platform_secrets,
+        workloads=workloads,
+        flows=flows,
+    ),
 )
 
 # Backups read the volume registry (and freeze it): after every component that declares volumes.
 backups = None
 if settings.backups and media:
     backups = Backups(
-        "backups", BackupsArgs(settings, provider, volumes, platform_secrets, media.postgres_service)
+        "backups",
+        BackupsArgs(
+            settings,
+            provider,
+            volumes,
+            platform_secrets,
+            media.postgres_service,
+            workloads=workloads,
+            flows=flows,
+            postgres_pods=media.postgres_pods,
+        ),
     )
 
 # Derived from the registries.

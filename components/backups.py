@@ -18,6 +18,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kb
+from components.capacity import WorkloadRegistry, from_pod_spec
+from components.guardrails import Flow, FlowRegistry, Peer
 from components.secrets import Secrets
 from components.volumes import StatefulVolume, VolumeRegistry
 from config.settings import Settings
@@ -77,6 +79,10 @@ class BackupsArgs:
     volumes: VolumeRegistry
     secrets: Secrets
     postgres_host: str  # in-cluster name of Immich's PostgreSQL service
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
+    # Immich's PostgreSQL pods (namespace, selector): the dump and the drill connect to them.
+    postgres_pods: tuple[str, Mapping[str, str]] | None = None
 
 
 class Backups(pulumi.ComponentResource):
@@ -186,15 +192,29 @@ class Backups(pulumi.ComponentResource):
         containers: Sequence[Mapping[str, Any]],
         pod: kb.PodOptions,
         deadline: int,
+        exception_reason: str = "",
     ) -> k8s.batch.v1.CronJob:
-        """A CronJob whose failure is a failed Job (no retries hiding it) for the alert rules."""
-        template = {
+        """A CronJob whose failure is a failed Job (no retries hiding it) for the alert rules.
+
+        The capacity proof counts its pod as always on its node (a job that runs must find room).
+        """
+        template: dict[str, Any] = {
             "metadata": {"labels": kb.labels(job, "backup")},
             "spec": kb.pod_spec(containers, pod),
         }
+        if exception_reason:
+            template["metadata"]["annotations"] = {kb.EXCEPTIONS_ANNOTATION: exception_reason}
+        if self._args.workloads is not None:
+            self._args.workloads.add(from_pod_spec(job, NAMESPACE, template["spec"], kind="CronJob"))
         return k8s.batch.v1.CronJob(
             f"{self._name}-{job}",
-            metadata=kb.metadata(job, NAMESPACE, job, extra_labels=kb.labels(job, "backup")),
+            metadata=kb.metadata(
+                job,
+                NAMESPACE,
+                job,
+                extra_labels=kb.labels(job, "backup"),
+                annotations=kb.checkov_waivers(template["spec"], exception_reason=exception_reason),
+            ),
             spec={
                 "schedule": schedule,
                 "timeZone": self._args.settings.timezone,
@@ -217,6 +237,11 @@ class Backups(pulumi.ComponentResource):
         name = cronjob_name(node, s.placement.backups)
         env = {**self._nas_env(b.volumes_path), "VOLUMES": " ".join(volume_key(v) for v in volumes)}
         env["STORAGE_ROOT"] = "/storage"
+        exceptions = kb.Exceptions(
+            reason="reads every app's local-path volume, each owned by that app's user",
+            run_as_root=True,
+            add_capabilities=("DAC_READ_SEARCH",),
+        )
         main = kb.container(
             "pvc-backup",
             b.images.rsync_image,
@@ -224,15 +249,13 @@ class Backups(pulumi.ComponentResource):
             command=["sh", "/scripts/pvc-backup.sh"],
             env=env,
             volume_mounts=[*self.NAS_MOUNTS, {"name": "storage", "mountPath": "/storage", "readOnly": True}],
-            exceptions=kb.Exceptions(
-                reason="reads every app's local-path volume, each owned by that app's user",
-                run_as_root=True,
-                add_capabilities=("DAC_READ_SEARCH",),
-            ),
+            exceptions=exceptions,
         )
         storage = {"name": "storage", "hostPath": {"path": b.local_path_root, "type": "Directory"}}
         pod = kb.PodOptions(node_name=node, restart_policy="Never", volumes=self._volumes([storage]))
-        self._cronjob(name, b.schedules.pvc, [main], pod, deadline=4 * 3600)
+        self._cronjob(
+            name, b.schedules.pvc, [main], pod, deadline=4 * 3600, exception_reason=exceptions.reason
+        )
 
     def _postgres_backup(self) -> None:
         s, b = self._args.settings, self._args.settings.enabled_backups
@@ -264,6 +287,7 @@ class Backups(pulumi.ComponentResource):
             volumes=self._volumes(),
         )
         self._cronjob("postgres-backup", b.schedules.postgres, [ship], pod, deadline=2 * 3600)
+        self._postgres_flow("postgres-backup")
 
     def _restore_drill(self, sqlite_volumes: Sequence[StatefulVolume]) -> None:
         s, b = self._args.settings, self._args.settings.enabled_backups
@@ -322,3 +346,18 @@ class Backups(pulumi.ComponentResource):
             volumes=self._volumes(),
         )
         self._cronjob("restore-drill", b.schedules.restore_drill, [check], pod, deadline=3 * 3600)
+        self._postgres_flow("restore-drill")
+
+    def _postgres_flow(self, job: str) -> None:
+        a = self._args
+        if a.flows is not None and a.postgres_pods is not None:
+            namespace, pods = a.postgres_pods
+            a.flows.add(
+                Flow(
+                    f"{job}-to-postgresql",
+                    Peer(NAMESPACE, kb.selector(job, "backup")),
+                    namespace,
+                    pods,
+                    (5432,),
+                )
+            )

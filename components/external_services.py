@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
 from components.routes import Dashboard, Route, RouteRegistry
 from config.settings import LanDevice, Settings
 
@@ -24,6 +25,7 @@ class ExternalServicesArgs:
     settings: Settings
     provider: k8s.Provider
     routes: RouteRegistry
+    workloads: WorkloadRegistry | None = None
 
 
 def service_name(device: LanDevice) -> str:
@@ -65,6 +67,7 @@ class ExternalServices(pulumi.ComponentResource):
             resource_name=f"{name}-{device.name}-service",
             app=device.name,
             select=False,
+            workloads=args.workloads,
         )
         k8s.discovery.v1.EndpointSlice(
             f"{name}-{device.name}-endpoints",

@@ -12,6 +12,7 @@ Create it last in ``__main__.py``, after every route, target, flow and workload 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,8 +76,51 @@ class FlowRegistry:
         self._flows[key] = flow
         return flow
 
+    def add_all(self, flows: Iterable[Flow | None]) -> None:
+        """Add every flow, skipping ``None`` (nothing to open) and exact repeats."""
+        for flow in flows:
+            if flow is not None and self._flows.get((flow.namespace, flow.name)) != flow:
+                self.add(flow)
+
     def flows(self) -> tuple[Flow, ...]:
         return tuple(self._flows.values())
+
+
+_CLUSTER_URL = re.compile(r"^[a-z]+://([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:([0-9]+)(?:/|$)")
+
+
+def service_flow(
+    workloads: WorkloadRegistry,
+    name: str,
+    source: Peer,
+    namespace: str,
+    service: str,
+    port: int,
+    protocols: tuple[Literal["TCP", "UDP"], ...] = ("TCP",),
+) -> Flow | None:
+    """A flow from ``source`` to the pods behind a declared Service, on the target port its
+    ``port`` forwards to. ``None`` for a selector-less Service (a LAN device: no pod to open);
+    an undeclared Service falls back, with a warning, to every pod of the namespace on ``port``."""
+    svc = _service(workloads, namespace, service)
+    if svc is None:
+        pulumi.log.warn(
+            f"guardrails: flow {name}: Service {namespace}/{service} is not declared in the workload "
+            f"registry; allowing every pod of {namespace} on port {port}"
+        )
+        return Flow(name, source, namespace, {}, (port,), protocols)
+    if not svc.selector:
+        return None
+    return Flow(name, source, namespace, svc.selector, (svc.ports.get(port, port),), protocols)
+
+
+def url_flow(workloads: WorkloadRegistry, name: str, source: Peer, url: str) -> Flow | None:
+    """The flow a client calling an in-cluster ``<svc>.<ns>.svc.cluster.local:<port>`` URL needs;
+    ``None`` for any other URL (public hosts go through the ingress controller)."""
+    match = _CLUSTER_URL.match(url)
+    if not match:
+        return None
+    service, namespace, port = match.group(1), match.group(2), int(match.group(3))
+    return service_flow(workloads, name, source, namespace, service, port)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +223,9 @@ def network_policies(
         matches = [
             s
             for s in workloads.services()
-            if s.namespace == t.namespace and all(s.labels.get(k) == v for k, v in t.selector.items())
+            if s.namespace == t.namespace
+            and all(s.labels.get(k) == v for k, v in t.selector.items())
+            and t.port in s.port_names
         ]
         if matches and t.port in matches[0].port_names:
             svc = matches[0]
@@ -245,9 +291,12 @@ def _round(value: float, step: int) -> int:
 
 
 def quotas(
-    settings: Settings, result: capacity.Plan, namespaces: Sequence[str]
+    settings: Settings, result: capacity.Plan, namespaces: Sequence[str], podless: Iterable[str] = ()
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """A ResourceQuota and a LimitRange per namespace, sized from the pods placed there."""
+    """A ResourceQuota and a LimitRange per namespace, sized from the pods placed there.
+
+    ``podless`` namespaces hold only selector-less Services (LAN devices): their quota allows
+    no pod at all."""
     g = settings.guardrails
     lr = g.limit_range
     default_limit = capacity.memory(lr.memory_limit)
@@ -260,6 +309,16 @@ def quotas(
     factor = 1 + g.quota_headroom
     for ns in namespaces:
         pods = pods_by_ns.get(ns) or []
+        if not pods and ns in set(podless):
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ResourceQuota",
+                    "metadata": kb.metadata("compute", ns, "guardrails"),
+                    "spec": {"hard": {"pods": "0"}},
+                }
+            )
+            continue
         if not pods:
             warnings.append(
                 f"namespace {ns}: no workload declared in the registry; its quota assumes 4 pods "
@@ -340,7 +399,14 @@ class Guardrails(pulumi.ComponentResource):
         routes, targets, flows = tuple(args.routes), tuple(args.metrics), tuple(args.flows)
         namespaces = app_namespaces(args.workloads, routes, targets, flows)
         policies, warnings = network_policies(s, args.workloads, routes, targets, flows, args.ingress_peer)
-        limits, quota_warnings = quotas(s, result, namespaces)
+        podless = {
+            ns
+            for ns in namespaces
+            if ns not in args.workloads.namespaces()
+            and all(not svc.selector for svc in args.workloads.services() if svc.namespace == ns)
+            and any(svc.namespace == ns for svc in args.workloads.services())
+        }
+        limits, quota_warnings = quotas(s, result, namespaces, podless)
         for warning in [*warnings, *quota_warnings]:
             pulumi.log.warn(f"guardrails: {warning}")
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))

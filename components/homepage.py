@@ -25,6 +25,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
+from components.guardrails import Flow, FlowRegistry, Peer, url_flow
 from components.routes import Dashboard, Route, RouteError
 from components.secrets import Secrets
 from config.settings import Settings
@@ -70,6 +72,8 @@ class HomepageArgs:
     provider: k8s.Provider
     routes: Sequence[Route]  # the frozen registry
     secrets: Secrets
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
 
 
 def homepage_route() -> Route:
@@ -90,6 +94,19 @@ def title(route: Route) -> str:
 
 def internal_url(route: Route) -> str:
     return f"{route.protocol}://{route.service}.{route.namespace}.svc.cluster.local:{route.port}"
+
+
+def backend_flows(workloads: WorkloadRegistry, pairs: Sequence[tuple[Route, Tile]]) -> list[Flow | None]:
+    """Homepage calls each tile's siteMonitor and widget URL inside the cluster: one flow to
+    the pods behind each Service it names."""
+    source = Peer(NAMESPACE, kb.selector(APP))
+    out: list[Flow | None] = []
+    for route, t in pairs:
+        out.append(url_flow(workloads, f"homepage-to-{route.name}", source, t.entry["siteMonitor"]))
+        widget_url = (t.entry.get("widget") or {}).get("url")
+        if widget_url and widget_url.split("/")[2] != t.entry["siteMonitor"].split("/")[2]:
+            out.append(url_flow(workloads, f"homepage-widget-{route.name}", source, widget_url))
+    return out
 
 
 def default_var(route: Route, field_name: str) -> str:
@@ -335,6 +352,7 @@ class Homepage(pulumi.ComponentResource):
             ),
             pod_annotations={"pi-cluster/config-sha256": digest},
             resource_name=f"{name}-deployment",
+            workloads=args.workloads,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.provider, depends_on=[config, account, *credential_secrets]
             ),
@@ -345,6 +363,9 @@ class Homepage(pulumi.ComponentResource):
             [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
             resource_name=f"{name}-service",
             opts=in_ns,
+            workloads=args.workloads,
         )
+        if args.workloads is not None and args.flows is not None:
+            args.flows.add_all(backend_flows(args.workloads, pairs))
         self.services = [t.name for _, t in pairs]
         self.register_outputs({"services": self.services})

@@ -18,7 +18,10 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_kubernetes as k8s
 
+from components import capacity
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
+from components.guardrails import Flow, FlowRegistry, Peer
 from components.metrics import MetricsRegistry, ScrapeTarget
 from components.routes import Route, RouteRegistry
 from components.secrets import Secrets
@@ -53,6 +56,8 @@ class IngressTlsArgs:
     cloudflare_api_token: pulumi.Output[str]
     cloudflare_zone_id: pulumi.Output[str]
     metrics: MetricsRegistry | None = None
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
 
 
 class _Controller(Protocol):
@@ -66,6 +71,8 @@ class _Controller(Protocol):
     def value_files(self) -> list[pulumi.Asset]: ...
 
     def scrape_target(self) -> ScrapeTarget: ...
+
+    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None: ...
 
     def route_objects(
         self, tls: IngressTls, route: Route, opts: pulumi.ResourceOptions
@@ -106,6 +113,38 @@ class _Nginx:
             selector={"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
             port="metrics",
         )
+
+    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+        """The controller DaemonSet and its Services as chart 4.15.1 templates them (selector:
+        name/instance + component controller; metrics Service port ``metrics`` 10254, admission
+        webhook Service 443 -> container port ``webhook``)."""
+        values = self.values(s)["controller"]
+        pods = {**_instance("ingress-nginx"), "app.kubernetes.io/component": "controller"}
+        workloads.add(
+            capacity.from_values(
+                "ingress-nginx-controller",
+                self.namespace,
+                values["resources"],
+                daemonset=True,
+                node_selector=values["nodeSelector"],
+            )
+        )
+        workloads.service("ingress-nginx-controller", self.namespace, pods, {443: "https"}, labels=pods)
+        workloads.service(
+            "ingress-nginx-controller-metrics",
+            self.namespace,
+            pods,
+            {10254: "metrics"},
+            labels=pods,
+            port_names={"metrics": 10254},
+        )
+        workloads.service(
+            "ingress-nginx-controller-admission", self.namespace, pods, {443: "webhook"}, labels=pods
+        )
+        if flows is not None:
+            flows.add(Flow("https-from-lan", _lan_peer(s), self.namespace, pods, (443,)))
+            # The API server calls the validating webhook from the host network.
+            flows.add(Flow("admission-webhook", Peer(nodes=True), self.namespace, pods, ("webhook",)))
 
     def route_objects(self, tls: IngressTls, route: Route, opts: pulumi.ResourceOptions) -> dict[str, str]:
         prefix = "nginx.ingress.kubernetes.io"
@@ -165,6 +204,33 @@ class _Traefik:
             port="metrics",
         )
 
+    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+        """The DaemonSet and its Services as traefik chart 41.x templates them (instance label
+        ``<release>-<namespace>``; websecure container port 8443 behind hostPort 443; metrics
+        Service ``traefik-metrics`` port ``metrics`` 9100)."""
+        values = self.values(s)
+        pods = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"}
+        workloads.add(
+            capacity.from_values(
+                "traefik",
+                self.namespace,
+                values["resources"],
+                daemonset=True,
+                node_selector=values["nodeSelector"],
+            )
+        )
+        workloads.service("traefik", self.namespace, pods, {443: "websecure"}, labels=pods)
+        workloads.service(
+            "traefik-metrics",
+            self.namespace,
+            pods,
+            {9100: "metrics"},
+            labels=pods,
+            port_names={"metrics": 9100},
+        )
+        if flows is not None:
+            flows.add(Flow("https-from-lan", _lan_peer(s), self.namespace, pods, ("websecure",)))
+
     def route_objects(self, tls: IngressTls, route: Route, opts: pulumi.ResourceOptions) -> dict[str, str]:
         crd_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[tls.controller]))
         notes = {
@@ -215,6 +281,44 @@ class _Traefik:
                 opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[st])),
             )
         return notes
+
+
+def _instance(release: str, name: str | None = None) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name or release, "app.kubernetes.io/instance": release}
+
+
+def _lan_peer(s: Settings) -> Peer:
+    """Who reaches hostPort 443: LAN clients, and pods (Uptime Kuma's route monitors) whose
+    traffic to the node address leaves through a node."""
+    return Peer(nodes=True, cidrs=(s.lan_cidr,))
+
+
+def declare_cert_manager(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+    """cert-manager's three Deployments and its Services as chart v1.21.1 templates them
+    (controller metrics Service ``cert-manager`` port ``http-metrics`` 9402; webhook Service
+    443 -> container port ``https``)."""
+    values = cert_manager_values(s)
+    for name, block in (
+        ("cert-manager", values["resources"]),
+        ("cert-manager-webhook", values["webhook"]["resources"]),
+        ("cert-manager-cainjector", values["cainjector"]["resources"]),
+    ):
+        workloads.add(capacity.from_values(name, CERT_MANAGER_NAMESPACE, block))
+    controller = {**_instance("cert-manager"), "app.kubernetes.io/component": "controller"}
+    webhook = {**_instance("cert-manager", "webhook"), "app.kubernetes.io/component": "webhook"}
+    workloads.service(
+        "cert-manager",
+        CERT_MANAGER_NAMESPACE,
+        controller,
+        {9402: 9402},
+        labels=controller,
+        port_names={"http-metrics": 9402},
+    )
+    workloads.service("cert-manager-webhook", CERT_MANAGER_NAMESPACE, webhook, {443: "https"}, labels=webhook)
+    if flows is not None:
+        flows.add(
+            Flow("webhook-from-api-server", Peer(nodes=True), CERT_MANAGER_NAMESPACE, webhook, ("https",))
+        )
 
 
 CONTROLLERS: dict[str, type[_Nginx] | type[_Traefik]] = {"ingress-nginx": _Nginx, "traefik": _Traefik}
@@ -327,6 +431,9 @@ class IngressTls(pulumi.ComponentResource):
             comment="pi-cluster: every route's host resolves to the ingress node",
             opts=pulumi.ResourceOptions(parent=self, provider=cf),
         )
+        if args.workloads is not None:
+            self._impl.declare(s, args.workloads, args.flows)
+            declare_cert_manager(s, args.workloads, args.flows)
         if args.metrics is not None:
             args.metrics.add(self._impl.scrape_target())
             args.metrics.add(

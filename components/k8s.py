@@ -255,13 +255,45 @@ WAIVER_UID = (
     "image's files do not belong to",
 )
 WAIVER_HOST_NETWORK = "CKV_K8S_19"
+WAIVER_SECRET_ENV = (
+    "CKV_K8S_35",
+    "the image reads this credential only from an environment variable; the value comes from a "
+    "Secret an ExternalSecret fills, never from the manifest",
+)
+WAIVER_TOKEN = (
+    "CKV_K8S_38",
+    "the pod calls the Kubernetes API with its own least-privilege ServiceAccount",
+)
+# Checks a container relaxed through Exceptions fails; the waiver carries the exception's reason.
+EXCEPTION_CHECKS = {
+    "CKV_K8S_20": lambda sc: sc.get("allowPrivilegeEscalation") is True,
+    "CKV_K8S_22": lambda sc: sc.get("readOnlyRootFilesystem") is False,
+    "CKV_K8S_23": lambda sc: sc.get("runAsNonRoot") is False or sc.get("runAsUser") == 0,
+    "CKV_K8S_25": lambda sc: bool((sc.get("capabilities") or {}).get("add")),
+}
+EXCEPTIONS_ANNOTATION = "pi-cluster/security-exceptions"
 
 
-def checkov_waivers(spec: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``checkov.io/skipN`` annotations for the checks this pod spec cannot meet, with reasons."""
+def checkov_waivers(
+    spec: Mapping[str, Any], extra: Mapping[str, str] | None = None, exception_reason: str = ""
+) -> dict[str, str]:
+    """``checkov.io/skipN`` annotations for the checks this pod spec cannot meet, with reasons.
+
+    ``exception_reason`` is the reason of the containers' :class:`Exceptions` (the pod's
+    ``pi-cluster/security-exceptions`` annotation); a relaxed container without one is refused.
+    """
     containers = [*spec.get("containers", ()), *spec.get("initContainers", ())]
     pod_uid = (spec.get("securityContext") or {}).get("runAsUser")
     waivers: dict[str, str] = dict([WAIVER_DIGEST])
+    for check, relaxed in EXCEPTION_CHECKS.items():
+        if any(relaxed(c.get("securityContext") or {}) for c in containers):
+            if not exception_reason.strip():
+                raise ValueError(f"a container fails checkov {check} but the pod states no exception reason")
+            waivers[check] = f"security exception: {exception_reason.strip()}"
+    if any("secretKeyRef" in (e.get("valueFrom") or {}) for c in containers for e in c.get("env") or ()):
+        waivers.update([WAIVER_SECRET_ENV])
+    if spec.get("automountServiceAccountToken") is True:
+        waivers.update([WAIVER_TOKEN])
     if any(c.get("imagePullPolicy") != "Always" for c in containers):
         waivers.update([WAIVER_PULL])
     if any("cpu" not in ((c.get("resources") or {}).get("limits") or {}) for c in containers):
@@ -292,6 +324,7 @@ def _workload(
     workloads: WorkloadRegistry | None,
     replicas: int,
     checkov_skips: Mapping[str, str] | None,
+    extra_annotations: Mapping[str, str] | None = None,
 ) -> Any:
     """Record the workload for the capacity proof and create it with its checkov waivers."""
     if workloads is not None:
@@ -303,7 +336,14 @@ def _workload(
             namespace,
             app,
             extra_labels=labels(app, component),
-            annotations=checkov_waivers(pod_template["spec"], checkov_skips),
+            annotations={
+                **(extra_annotations or {}),
+                **checkov_waivers(
+                    pod_template["spec"],
+                    checkov_skips,
+                    (pod_template["metadata"].get("annotations") or {}).get(EXCEPTIONS_ANNOTATION, ""),
+                ),
+            },
         ),
         spec=spec,
         opts=opts,
@@ -469,6 +509,53 @@ def cronjob(
     )
 
 
+def job(
+    name: str,
+    namespace: str,
+    containers: Sequence[Mapping[str, Any]],
+    *,
+    opts: pulumi.ResourceOptions,
+    resource_name: str,
+    app: str | None = None,
+    component: str | None = None,
+    pod: PodOptions | None = None,
+    pod_annotations: Mapping[str, Any] | None = None,
+    exception_reasons: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    workloads: WorkloadRegistry | None = None,
+    checkov_skips: Mapping[str, str] | None = None,
+    backoff_limit: int = 1,
+    deadline_seconds: int | None = None,
+) -> k8s.batch.v1.Job:
+    """A one-off Job (``restartPolicy: Never`` unless ``pod`` says otherwise) with the builders'
+    checkov waivers; ``annotations`` are added to the Job's own (a content hash, say)."""
+    app = app or name
+    pod = pod or PodOptions()
+    if not pod.restart_policy:
+        pod = dataclasses.replace(pod, restart_policy="Never")
+    template = _template(app, component, containers, pod, pod_annotations, exception_reasons)
+    spec: dict[str, Any] = {"backoffLimit": backoff_limit, "template": template}
+    if deadline_seconds:
+        spec["activeDeadlineSeconds"] = deadline_seconds
+    resource = _workload(
+        "Job",
+        k8s.batch.v1.Job,
+        name,
+        namespace,
+        template,
+        spec,
+        app=app,
+        component=component,
+        opts=opts,
+        resource_name=resource_name,
+        workloads=workloads,
+        replicas=1,
+        checkov_skips=checkov_skips,
+        extra_annotations=annotations,
+    )
+    return resource
+
+
 def service(
     name: str,
     namespace: str,
@@ -490,17 +577,18 @@ def service(
     spec: dict[str, Any] = {"type": "ClusterIP", "ports": [dict(p) for p in ports]}
     if select:
         spec["selector"] = selector(app, component)
-        if workloads is not None:
-            workloads.add_service(
-                ServiceInfo(
-                    name,
-                    namespace,
-                    labels(app),
-                    spec["selector"],
-                    {int(p["port"]): p.get("targetPort", p["port"]) for p in ports},
-                    {str(p["name"]): int(p["port"]) for p in ports if p.get("name")},
-                )
+    if workloads is not None:
+        # A selector-less Service is recorded too: NetworkPolicies then know it has no pod to open.
+        workloads.add_service(
+            ServiceInfo(
+                name,
+                namespace,
+                labels(app),
+                spec.get("selector", {}),
+                {int(p["port"]): p.get("targetPort", p["port"]) for p in ports},
+                {str(p["name"]): int(p["port"]) for p in ports if p.get("name")},
             )
+        )
     return k8s.core.v1.Service(
         resource_name,
         metadata=metadata(name, namespace, app),

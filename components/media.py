@@ -15,7 +15,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import capacity
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
+from components.guardrails import Flow, FlowRegistry, Peer
 from components.routes import Dashboard, Route, RouteRegistry
 from components.secrets import Secrets
 from components.volumes import VolumeRegistry, stateful_pvc
@@ -40,6 +43,37 @@ class MediaArgs:
     routes: RouteRegistry
     volumes: VolumeRegistry
     secrets: Secrets
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
+
+
+# The immich chart's bjw-s common 4.4.0 labels: name = the part's nameOverride, instance = release,
+# controller = the controller key; its Services select on all three.
+def immich_pods(part: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": part,
+        "app.kubernetes.io/instance": "immich",
+        "app.kubernetes.io/controller": "main",
+    }
+
+
+def declare_immich(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+    """Immich's server and Valkey (chart values: resources, pinned by defaultPodOptions), their
+    Services, and the server's flows to its database and queue."""
+    values = immich_values(s)
+    node = values["defaultPodOptions"]["nodeSelector"]
+    for part in ("server", "valkey"):
+        main = values[part]["controllers"]["main"]["containers"]["main"]
+        workloads.add(
+            capacity.from_values(f"immich-{part}", IMMICH_NS, main["resources"], node_selector=node)
+        )
+    for part, ports in (("server", {IMMICH_PORT: "http"}), ("valkey", {6379: "redis"})):
+        workloads.service(f"immich-{part}", IMMICH_NS, immich_pods(part), ports, labels=immich_pods(part))
+    if flows is not None:
+        server = Peer(IMMICH_NS, immich_pods("server"))
+        postgres = kb.selector(POSTGRES_SERVICE)
+        flows.add(Flow("immich-server-to-postgresql", server, IMMICH_NS, postgres, ("postgres",)))
+        flows.add(Flow("immich-server-to-valkey", server, IMMICH_NS, immich_pods("valkey"), ("redis",)))
 
 
 def nfs_volume(
@@ -78,6 +112,7 @@ class Media(pulumi.ComponentResource):
 
     immich_release: k8s.helm.v3.Release
     postgres_service: str  # in-cluster host name of Immich's database
+    postgres_pods: tuple[str, dict[str, str]]  # its namespace and pod selector
 
     def __init__(self, name: str, args: MediaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("pi-cluster:media:Media", name, None, opts)
@@ -87,6 +122,7 @@ class Media(pulumi.ComponentResource):
         self._jellyfin()
         self._immich()
         self.postgres_service = f"{POSTGRES_SERVICE}.{IMMICH_NS}.svc.cluster.local"
+        self.postgres_pods = (IMMICH_NS, kb.selector(POSTGRES_SERVICE))
         self.register_outputs({"postgresService": self.postgres_service})
 
     def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -166,6 +202,7 @@ class Media(pulumi.ComponentResource):
             ),
             resource_name=f"{name}-jellyfin",
             opts=self._opts(config, video),
+            workloads=a.workloads,
         )
         kb.service(
             "jellyfin",
@@ -173,6 +210,7 @@ class Media(pulumi.ComponentResource):
             [{"name": "http", "port": JELLYFIN_PORT, "targetPort": "http", "protocol": "TCP"}],
             resource_name=f"{name}-jellyfin-service",
             opts=self._opts(ns),
+            workloads=a.workloads,
         )
         a.routes.add(
             Route(
@@ -243,6 +281,8 @@ class Media(pulumi.ComponentResource):
             opts=self._opts(ns),
         )
         postgres = self._postgres(node, secret, data)
+        if a.workloads is not None:
+            declare_immich(s, a.workloads, a.flows)
         self.immich_release = k8s.helm.v3.Release(
             f"{name}-immich",
             name="immich",
@@ -325,6 +365,7 @@ class Media(pulumi.ComponentResource):
             ),
             resource_name=f"{self._name}-immich-postgresql",
             opts=self._opts(secret, data),
+            workloads=self._args.workloads,
         )
         return kb.service(
             POSTGRES_SERVICE,
@@ -332,6 +373,7 @@ class Media(pulumi.ComponentResource):
             [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
             resource_name=f"{self._name}-immich-postgresql-service",
             opts=self._opts(secret),
+            workloads=self._args.workloads,
         )
 
 

@@ -20,7 +20,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components import capacity
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
+from components.guardrails import Flow, FlowRegistry, Peer
 from components.metrics import ScrapeTarget
 from components.routes import Dashboard, Route, RouteRegistry
 from components.secrets import Secrets
@@ -64,6 +67,8 @@ class MonitoringArgs:
     routes: RouteRegistry
     volumes: VolumeRegistry
     secrets: Secrets
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
 
 
 def grafana_route() -> Route:
@@ -255,6 +260,83 @@ def chart_values(s: Settings) -> dict[str, Any]:
     }
 
 
+# Pod selectors of the chart's Services (kube-prometheus-stack 80.6.0 templates; subcharts
+# select on name + instance = release).
+PROMETHEUS_PODS = {
+    "app.kubernetes.io/name": "prometheus",
+    "operator.prometheus.io/name": f"{RELEASE}-prometheus",
+}
+ALERTMANAGER_PODS = {"app.kubernetes.io/name": "alertmanager", "alertmanager": f"{RELEASE}-alertmanager"}
+OPERATOR_PODS = {"app": f"{RELEASE}-operator", "release": RELEASE}
+GRAFANA_PODS = {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": RELEASE}
+KSM_PODS = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": RELEASE}
+
+
+def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+    """What the chart runs, with the resources and placement :func:`chart_values` gives it: the
+    operator, Prometheus and Alertmanager (each with its config-reloader sidecar), Grafana with
+    its sidecars, kube-state-metrics (movable) and node-exporter (a DaemonSet that
+    tolerates every NoSchedule taint, the subchart's default). Then the Services other
+    components point at, and the flows inside the monitoring stack."""
+    values = chart_values(s)
+    r = s.monitoring.resources
+    pin = s.placement.monitoring
+    reloader = r.config_reloader.spec()
+    for name, blocks in (
+        (f"{RELEASE}-operator", [values["prometheusOperator"]["resources"]]),
+        (f"prometheus-{RELEASE}-prometheus", [values["prometheus"]["prometheusSpec"]["resources"], reloader]),
+        (
+            f"alertmanager-{RELEASE}-alertmanager",
+            [values["alertmanager"]["alertmanagerSpec"]["resources"], reloader],
+        ),
+        # Grafana with two sidecars (dashboards, and datasources, which the parent chart enables).
+        (
+            f"{RELEASE}-grafana",
+            [values["grafana"]["resources"], *[values["grafana"]["sidecar"]["resources"]] * 2],
+        ),
+    ):
+        workloads.add(capacity.from_values(name, NAMESPACE, blocks, node=pin))
+    workloads.add(
+        capacity.from_values(
+            f"{RELEASE}-kube-state-metrics", NAMESPACE, values["kube-state-metrics"]["resources"]
+        )
+    )
+    workloads.add(
+        capacity.from_values(
+            f"{RELEASE}-prometheus-node-exporter",
+            NODE_EXPORTER_NAMESPACE,
+            values["prometheus-node-exporter"]["resources"],
+            daemonset=True,
+            tolerations=[{"effect": "NoSchedule", "operator": "Exists"}],
+        )
+    )
+    services: tuple[tuple[str, dict[str, str], dict[int, int | str]], ...] = (
+        (PROMETHEUS_SERVICE, PROMETHEUS_PODS, {9090: 9090, 8080: "reloader-web"}),
+        (f"{RELEASE}-alertmanager", ALERTMANAGER_PODS, {9093: 9093, 8080: "reloader-web"}),
+        (f"{RELEASE}-operator", OPERATOR_PODS, {443: "https"}),
+        (GRAFANA_SERVICE, GRAFANA_PODS, {80: 3000}),
+        (f"{RELEASE}-kube-state-metrics", KSM_PODS, {8080: "http"}),
+    )
+    for name, pods, ports in services:
+        workloads.service(name, NAMESPACE, pods, ports, labels=pods)
+    if flows is None:
+        return
+    prometheus = Peer(NAMESPACE, PROMETHEUS_PODS)
+    for flow in (
+        # The chart's own ServiceMonitors: Prometheus scrapes itself, Alertmanager, the operator,
+        # Grafana and kube-state-metrics (node-exporter runs on the host network).
+        Flow("prometheus-self-scrape", prometheus, NAMESPACE, PROMETHEUS_PODS, (9090, "reloader-web")),
+        Flow("prometheus-to-alertmanager", prometheus, NAMESPACE, ALERTMANAGER_PODS, (9093, "reloader-web")),
+        Flow("prometheus-to-operator", prometheus, NAMESPACE, OPERATOR_PODS, ("https",)),
+        Flow("prometheus-to-grafana", prometheus, NAMESPACE, GRAFANA_PODS, (3000,)),
+        Flow("prometheus-to-kube-state-metrics", prometheus, NAMESPACE, KSM_PODS, ("http",)),
+        Flow("grafana-to-prometheus", Peer(NAMESPACE, GRAFANA_PODS), NAMESPACE, PROMETHEUS_PODS, (9090,)),
+        # The operator's admission webhook (PrometheusRule validation), called by the API server.
+        Flow("operator-webhook-from-api-server", Peer(nodes=True), NAMESPACE, OPERATOR_PODS, ("https",)),
+    ):
+        flows.add(flow)
+
+
 def service_monitor(target: ScrapeTarget) -> dict[str, Any]:
     """The ServiceMonitor for one scrape target; ``job`` is the target's name."""
     relabelings = [
@@ -311,6 +393,8 @@ class Monitoring(pulumi.ComponentResource):
             "with hostNetwork and hostPID",
         )
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
+        if args.workloads is not None:
+            declare_workloads(s, args.workloads, args.flows)
         admin = args.secrets.external_secret(
             GRAFANA_ADMIN_SECRET, NAMESPACE, GRAFANA_ADMIN_REFS, parent=self, depends_on=[ns]
         )

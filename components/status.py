@@ -19,6 +19,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
+from components.guardrails import FlowRegistry, Peer, url_flow
 from components.monitoring import ALERTMANAGER_URL, PROMETHEUS_URL
 from components.routes import Dashboard, Route
 from components.secrets import Secrets
@@ -49,6 +51,8 @@ class StatusArgs:
     routes: Sequence[Route]  # the frozen registry
     volumes: VolumeRegistry
     secrets: Secrets
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
 
 
 def status_route(s: Settings) -> Route:
@@ -141,6 +145,16 @@ def monitors(routes: Sequence[Route], s: Settings) -> dict[str, dict[str, Any]]:
     return out
 
 
+def probed_urls(s: Settings) -> list[str]:
+    """In-cluster addresses the fixed monitors call directly (route monitors use the public
+    host, which the ingress controller answers)."""
+    return [
+        f"{PROMETHEUS_URL}/-/healthy",
+        f"{ALERTMANAGER_URL}/-/healthy",
+        f"tcp://{s.status.unbound_host}:5335",
+    ]
+
+
 def monitor_files(routes: Sequence[Route], s: Settings) -> dict[str, str]:
     """ConfigMap data: ``<id>.json`` per entity (AutoKuma takes the id from the file name)."""
     entities = monitors(routes, s)
@@ -208,6 +222,7 @@ class Status(pulumi.ComponentResource):
             ),
             resource_name=f"{name}-uptime-kuma",
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[data]),
+            workloads=args.workloads,
         )
         kb.service(
             APP,
@@ -215,7 +230,29 @@ class Status(pulumi.ComponentResource):
             [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
             resource_name=f"{name}-uptime-kuma-service",
             opts=in_ns,
+            workloads=args.workloads,
         )
+        if args.workloads is not None and args.flows is not None:
+            kuma_pods = Peer(NAMESPACE, kb.selector(APP))
+            args.flows.add_all(
+                [
+                    url_flow(
+                        args.workloads,
+                        "autokuma-to-uptime-kuma",
+                        Peer(NAMESPACE, kb.selector("autokuma")),
+                        KUMA_URL,
+                    ),
+                    *(
+                        url_flow(
+                            args.workloads,
+                            f"uptime-kuma-to-{url.split('://')[1].split('.')[0]}",
+                            kuma_pods,
+                            url,
+                        )
+                        for url in probed_urls(s)
+                    ),
+                ]
+            )
 
         monitors_cm = k8s.core.v1.ConfigMap(
             f"{name}-monitors",
@@ -271,6 +308,12 @@ class Status(pulumi.ComponentResource):
                 ],
             ),
             resource_name=f"{name}-autokuma",
+            workloads=args.workloads,
+            checkov_skips={
+                check: "AutoKuma serves no HTTP or health endpoint to probe; it exits on a fatal "
+                "error and the kubelet restarts it"
+                for check in ("CKV_K8S_8", "CKV_K8S_9")
+            },
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.provider,

@@ -211,16 +211,96 @@ def test_reserve_settings_are_validated() -> None:
         parse(raw)
 
 
-def test_stack_exports_capacity_per_node(pi_k3s: mockrun.Result) -> None:
+# Every component's workloads, as the full stack registers them (one per capability at least).
+FULL_STACK_PODS = {
+    "pi-k3s": {
+        "ingress-nginx/ingress-nginx-controller",
+        "monitoring/prometheus-kube-prometheus-stack-prometheus",
+        "monitoring/alertmanager-kube-prometheus-stack-alertmanager",
+        "monitoring/kube-prometheus-stack-operator",
+        "monitoring/kube-prometheus-stack-grafana",
+        "node-exporter/kube-prometheus-stack-prometheus-node-exporter",
+        "jellyfin/jellyfin",
+        "immich/immich-server",
+        "immich/immich-valkey",
+        "immich/immich-postgresql",
+        "uptime-kuma/uptime-kuma",
+        "uptime-kuma/autokuma",
+        "backup-jobs/pvc-backup",
+        "backup-jobs/postgres-backup",
+        "backup-jobs/restore-drill",
+    },
+    "pi3-worker-1": {"node-exporter/kube-prometheus-stack-prometheus-node-exporter"},
+    "pi3-worker-2": {"node-exporter/kube-prometheus-stack-prometheus-node-exporter"},
+}
+MOVABLE = {
+    "homepage/homepage",
+    "cert-manager/cert-manager",
+    "cert-manager/cert-manager-webhook",
+    "cert-manager/cert-manager-cainjector",
+    "external-secrets/external-secrets",
+    "monitoring/kube-prometheus-stack-kube-state-metrics",
+}
+
+
+def _mi(quantity: str) -> int:
+    return capacity.memory(quantity) // capacity.MI
+
+
+def test_the_full_seed_stack_fits_the_seed_hardware(pi_k3s: mockrun.Result) -> None:
+    """Through the whole program: every component's workloads placed, and the stack fits."""
     table = pi_k3s.outputs["capacity"]
     assert set(table) == {"pi-k3s", "pi3-worker-1", "pi3-worker-2"}
-    pods = [p for row in table.values() for p in row["pods"]]
-    assert sorted(pods) == [
-        "external-secrets/external-secrets",
-        "external-secrets/external-secrets-cert-controller",
-        "external-secrets/external-secrets-webhook",
-    ]
+    for node, pods in FULL_STACK_PODS.items():
+        assert pods <= set(table[node]["pods"]), node
+    every = {p for row in table.values() for p in row["pods"]}
+    assert every >= MOVABLE
+    # Non-trivial totals: the server carries ingress, monitoring, media, status and backups.
+    assert _mi(table["pi-k3s"]["requested"]["memory"]) > 1024
+    for node, row in table.items():
+        assert _mi(row["requested"]["memory"]) <= _mi(row["allocatable"]["memory"]), node
+        assert capacity.cpu(row["requested"]["cpu"]) <= capacity.cpu(row["allocatable"]["cpu"]), node
+        assert row["headroomPercent"] >= 25, node
     assert table["pi3-worker-1"]["allocatable"] == {"cpu": "3750m", "memory": "704Mi"}
+
+
+def test_the_dev_stack_fits_its_one_pi5() -> None:
+    table = mockrun.run("dev").outputs["capacity"]
+    (row,) = table.values()
+    assert _mi(row["requested"]["memory"]) > 1024
+    assert _mi(row["requested"]["memory"]) <= _mi(row["allocatable"]["memory"])
+    assert {
+        "uptime-kuma/uptime-kuma",
+        "homepage/homepage",
+        "monitoring/kube-prometheus-stack-grafana",
+    } <= set(row["pods"])
+
+
+def test_the_program_fails_when_a_2gib_limit_is_pinned_to_a_pi3() -> None:
+    """Uptime Kuma placed on a Pi 3 with a 2 GiB limit: the preview fails naming node and figures."""
+    values, _ = mockrun.stack_config("pi-k3s")
+    status = copy.deepcopy(values["pi-cluster:status"])
+    status["resources"]["uptimeKuma"]["memoryLimit"] = "2Gi"
+    placement = {**values["pi-cluster:placement"], "status": "pi3-worker-2"}
+    with pytest.raises(CapacityError) as info:
+        mockrun.run(overrides={"pi-cluster:status": status, "pi-cluster:placement": placement})
+    message = str(info.value)
+    assert "node pi3-worker-2: workload uptime-kuma/uptime-kuma has a memory limit of 2048Mi" in message
+    assert "704Mi allocatable memory" in message
+
+
+def test_the_program_fails_when_one_workload_too_many_lands_on_a_pi3() -> None:
+    """Status on a Pi 3 that already runs Unbound fits; Jellyfin there as well does not."""
+    values, _ = mockrun.stack_config("pi-k3s")
+    placement = {**values["pi-cluster:placement"], "status": "pi3-worker-1"}
+    fits = mockrun.run(overrides={"pi-cluster:placement": placement}).outputs["capacity"]
+    assert "uptime-kuma/uptime-kuma" in fits["pi3-worker-1"]["pods"]
+    placement["jellyfin"] = "pi3-worker-1"
+    with pytest.raises(CapacityError) as info:
+        mockrun.run(overrides={"pi-cluster:placement": placement})
+    message = str(info.value)
+    assert message.count("node pi3-worker-1:") >= 1
+    assert "of 704Mi allocatable" in message and "jellyfin/jellyfin" in message
 
 
 def test_the_program_fails_at_preview_when_a_node_is_too_small() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components import capacity, guardrails
+from components import capacity, guardrails, media, monitoring
 from components import k8s as kb
 from components.capacity import WorkloadRegistry, from_values
 from components.guardrails import Flow, FlowRegistry, Peer
@@ -213,3 +213,171 @@ def test_guardrail_objects_depend_on_the_components_that_make_their_namespaces(
     regs = [r for r in pi_k3s.registrations if r.parent == "pi-cluster:guardrails:Guardrails::guardrails"]
     assert regs
     assert all("kubernetes:core/v1:Namespace::secrets-namespace" in r.depends_on for r in regs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The wired stack: every component declares its workloads, Services and flows.
+
+NGINX = (
+    "ingress-nginx",
+    {
+        "app.kubernetes.io/name": "ingress-nginx",
+        "app.kubernetes.io/instance": "ingress-nginx",
+        "app.kubernetes.io/component": "controller",
+    },
+)
+PROM = ("monitoring", monitoring.PROMETHEUS_PODS)
+GRAFANA = ("monitoring", monitoring.GRAFANA_PODS)
+ALERTMANAGER = ("monitoring", monitoring.ALERTMANAGER_PODS)
+HOMEPAGE = ("homepage", kb.labels("homepage"))
+KUMA = ("uptime-kuma", kb.labels("uptime-kuma"))
+AUTOKUMA = ("uptime-kuma", kb.labels("autokuma"))
+JELLYFIN = ("jellyfin", kb.labels("jellyfin"))
+IMMICH = ("immich", media.immich_pods("server"))
+VALKEY = ("immich", media.immich_pods("valkey"))
+POSTGRES = ("immich", kb.labels(media.POSTGRES_SERVICE))
+BACKUP = ("backup-jobs", kb.labels("postgres-backup", "backup"))
+DRILL = ("backup-jobs", kb.labels("restore-drill", "backup"))
+PVC_BACKUP = ("backup-jobs", kb.labels("pvc-backup", "backup"))
+# (route backend pods, the container port its Service forwards to)
+ROUTE_BACKENDS = [
+    (GRAFANA, 3000),
+    (JELLYFIN, "http"),
+    (IMMICH, "http"),
+    (KUMA, "http"),
+    (HOMEPAGE, "http"),
+]
+
+
+def _reach(
+    policies: list[dict[str, Any]],
+    src: tuple[str, dict[str, str]],
+    dst: tuple[str, dict[str, str]],
+    port: int | str,
+) -> bool:
+    return guardrails.reachable(
+        policies, source_namespace=src[0], source_labels=src[1], namespace=dst[0], labels=dst[1], port=port
+    )
+
+
+def test_full_stack_route_backends_are_reachable_from_the_controller_and_nothing_else(
+    pi_k3s: mockrun.Result,
+) -> None:
+    policies = pi_k3s.manifests("NetworkPolicy")
+    for backend, port in ROUTE_BACKENDS:
+        assert _reach(policies, NGINX, backend, port), backend
+        assert not _reach(policies, NGINX, backend, 22), backend
+        assert not _reach(policies, JELLYFIN, backend, port) or backend == JELLYFIN, backend
+    # what no route points at stays closed to the controller
+    assert not _reach(policies, NGINX, POSTGRES, "postgres")
+    assert not _reach(policies, NGINX, VALKEY, "redis")
+    assert not _reach(policies, NGINX, PROM, 9090)
+    assert not _reach(policies, NGINX, AUTOKUMA, "http")
+
+
+def test_full_stack_internal_flows(pi_k3s: mockrun.Result) -> None:
+    policies = pi_k3s.manifests("NetworkPolicy")
+    allowed = [
+        (HOMEPAGE, JELLYFIN, "http"),  # tile siteMonitor and widget
+        (HOMEPAGE, IMMICH, "http"),
+        (HOMEPAGE, KUMA, "http"),
+        (HOMEPAGE, PROM, 9090),  # the Prometheus widget on Grafana's tile
+        (AUTOKUMA, KUMA, "http"),
+        (KUMA, PROM, 9090),
+        (KUMA, ALERTMANAGER, 9093),
+        (BACKUP, POSTGRES, 5432),
+        (DRILL, POSTGRES, 5432),
+        (IMMICH, POSTGRES, "postgres"),
+        (IMMICH, VALKEY, "redis"),
+        (GRAFANA, PROM, 9090),
+        (PROM, ALERTMANAGER, 9093),
+        (PROM, ("monitoring", monitoring.KSM_PODS), "http"),
+    ]
+    for src, dst, port in allowed:
+        assert _reach(policies, src, dst, port), (src, dst, port)
+    denied = [
+        (JELLYFIN, POSTGRES, "postgres"),
+        (HOMEPAGE, POSTGRES, "postgres"),
+        (PVC_BACKUP, POSTGRES, 5432),  # copies files, never connects
+        (AUTOKUMA, JELLYFIN, "http"),
+        (KUMA, VALKEY, "redis"),
+        (GRAFANA, ALERTMANAGER, 9093),
+    ]
+    for src, dst, port in denied:
+        assert not _reach(policies, src, dst, port), (src, dst, port)
+
+
+def test_full_stack_host_network_peers(pi_k3s: mockrun.Result, settings: Settings) -> None:
+    """Webhooks open to the API server (node addresses and the pod network's gateways); the
+    controller's hostPort 443 to the LAN."""
+    nodes = {f"{n.address}/32" for n in settings.nodes} | {settings.k3s.cluster_cidr}
+    for name, ns, port in (
+        ("allow-webhook-from-api-server", "cert-manager", "https"),
+        ("allow-operator-webhook-from-api-server", "monitoring", "https"),
+        ("allow-admission-webhook", "ingress-nginx", "webhook"),
+        ("allow-https-from-lan", "ingress-nginx", 443),
+    ):
+        rule = pi_k3s.manifest("NetworkPolicy", name, ns)["spec"]["ingress"][0]
+        cidrs = {p["ipBlock"]["cidr"] for p in rule["from"]}
+        assert nodes <= cidrs, name
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}], name
+    lan = pi_k3s.manifest("NetworkPolicy", "allow-https-from-lan", "ingress-nginx")
+    assert {"ipBlock": {"cidr": settings.lan_cidr}} in lan["spec"]["ingress"][0]["from"]
+
+
+def test_full_stack_declares_every_backend_but_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the DNS namespace (wired separately) may fall back to guessed backends."""
+    warned: list[str] = []
+    monkeypatch.setattr(guardrails.pulumi.log, "warn", lambda msg, *a, **k: warned.append(msg))
+    mockrun.run("pi-k3s")
+    guesses = [
+        w for w in warned if "not declared" in w or "no workload declared" in w or "no declared Service" in w
+    ]
+    assert all("pihole" in w for w in guesses), guesses
+    assert not [w for w in warned if w.startswith("capacity:")]
+
+
+def test_service_and_url_flows_follow_the_declared_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(guardrails.pulumi.log, "warn", lambda msg, *a, **k: warned.append(msg))
+    reg = WorkloadRegistry()
+    reg.service("web", "apps", kb.selector("web"), {80: "http"})
+    reg.service("nas", "lan", {}, {5000: 5000})
+    src = Peer("homepage", kb.selector("homepage"))
+    flow = guardrails.url_flow(reg, "to-web", src, "http://web.apps.svc.cluster.local:80/health")
+    assert flow == Flow("to-web", src, "apps", kb.selector("web"), ("http",))
+    assert guardrails.url_flow(reg, "x", src, "https://web.example.com/") is None
+    assert guardrails.service_flow(reg, "to-nas", src, "lan", "nas", 5000) is None  # no pod to open
+    assert warned == []
+    guessed = guardrails.service_flow(reg, "to-db", src, "apps", "db", 5432)
+    assert guessed == Flow("to-db", src, "apps", {}, (5432,))
+    assert warned and "Service apps/db is not declared" in warned[0]
+
+
+def test_flow_registry_add_all_skips_none_and_repeats() -> None:
+    flows = FlowRegistry()
+    f = Flow("a", Peer(nodes=True), "ns", {}, (80,))
+    flows.add_all([f, None, f])
+    assert flows.flows() == (f,)
+    with pytest.raises(ValueError, match="declared twice"):
+        flows.add_all([Flow("a", Peer(nodes=True), "ns", {}, (81,))])
+
+
+def test_a_namespace_of_selectorless_services_gets_a_zero_pod_quota(settings: Settings) -> None:
+    result = capacity.plan(settings, [])
+    objs, warnings = guardrails.quotas(settings, result, ["external-services", "apps"], {"external-services"})
+    quota = next(o for o in objs if o["metadata"]["namespace"] == "external-services")
+    assert quota["spec"] == {"hard": {"pods": "0"}}
+    assert [w for w in warnings if "external-services" in w] == []
+    assert any("namespace apps" in w for w in warnings)
+
+
+def test_full_stack_lan_device_namespace_allows_no_pod(pi_k3s: mockrun.Result) -> None:
+    quota = pi_k3s.manifest("ResourceQuota", "compute", "external-services")
+    assert quota["spec"] == {"hard": {"pods": "0"}}
+    names = {
+        o["metadata"]["name"]
+        for o in pi_k3s.manifests("NetworkPolicy")
+        if o["metadata"]["namespace"] == "external-services"
+    }
+    assert names == {"default-deny-ingress"}  # the LAN device routes have no pod to open

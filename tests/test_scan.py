@@ -149,3 +149,47 @@ def test_capacity_table_prints_every_node() -> None:
         "1",
     ]
     assert "(no pods)" in text
+
+
+def test_waivers_derived_from_exceptions_secret_env_and_api_token() -> None:
+    relaxed = kb.container(
+        "app",
+        "ghcr.io/x/app:1.2.3",
+        RES,
+        env_from_secrets={"TOKEN": ("app-secret", "token")},
+        exceptions=kb.Exceptions(
+            reason="the image's entrypoint needs root", run_as_root=True, add_capabilities=("CHOWN",)
+        ),
+    )
+    pod = kb.pod_spec([relaxed], kb.PodOptions(automount_token=True))
+    with pytest.raises(ValueError, match="CKV_K8S_23 but the pod states no exception reason"):
+        kb.checkov_waivers(pod)
+    waivers = dict(v.split("=", 1) for v in kb.checkov_waivers(pod, exception_reason="needs root").values())
+    assert waivers["CKV_K8S_23"] == waivers["CKV_K8S_25"] == "security exception: needs root"
+    assert "CKV_K8S_20" not in waivers and "CKV_K8S_22" not in waivers  # not relaxed
+    assert waivers["CKV_K8S_35"].startswith("the image reads this credential only")
+    assert waivers["CKV_K8S_38"].startswith("the pod calls the Kubernetes API")
+    plain = " ".join(kb.checkov_waivers(spec()).values())
+    assert "CKV_K8S_35" not in plain and "CKV_K8S_38" not in plain and "CKV_K8S_23" not in plain
+
+
+def test_derived_waivers_satisfy_checkov(tmp_path: Path) -> None:
+    relaxed = kb.container(
+        "app",
+        "ghcr.io/x/app:1.2.3",
+        RES,
+        env_from_secrets={"TOKEN": ("app-secret", "token")},
+        readiness=kb.http_probe("/", 8080),
+        liveness=kb.http_probe("/", 8080),
+        exceptions=kb.Exceptions(
+            reason="needs root", run_as_root=True, writable_root_fs=True, add_capabilities=("CHOWN",)
+        ),
+    )
+    pod = kb.pod_spec([relaxed], kb.PodOptions(automount_token=True))
+    obj = _workload("Deployment", "web", pod, waivers=False)
+    obj["metadata"]["annotations"] = kb.checkov_waivers(pod, exception_reason="needs root")
+    report = _scan(tmp_path, [obj])
+    assert [c["check_id"] for c in report["results"]["failed_checks"]] == []
+    bare = _scan(tmp_path, [_workload("Deployment", "web", pod, waivers=False)])
+    failed = {c["check_id"] for c in bare["results"]["failed_checks"]}
+    assert {"CKV_K8S_22", "CKV_K8S_23", "CKV_K8S_25", "CKV_K8S_35", "CKV_K8S_38"} <= failed
