@@ -495,32 +495,21 @@ class DnsStack(pulumi.ComponentResource):
             run_as_user=1000,
         )
         deadline = r.gravity_timeout_seconds + 4 * r.attempts * (r.timeout_seconds + 3) + 120
-        k8s.batch.v1.Job(
-            f"{self._name}-{inst.name}-lists-job",
-            metadata=kb.metadata(
-                f"{inst.name}-lists-{short}",
-                NAMESPACE,
-                "pihole-lists",
-                annotations={"pi-cluster/lists-sha256": self._lists_hash},
+        kb.job(
+            f"{inst.name}-lists-{short}",
+            NAMESPACE,
+            [container],
+            app="pihole-lists",
+            annotations={"pi-cluster/lists-sha256": self._lists_hash},
+            deadline_seconds=deadline,
+            pod=kb.PodOptions(
+                node_name=inst.node,
+                volumes=[
+                    {"name": "lists", "configMap": {"name": "pihole-lists"}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+                ],
             ),
-            spec={
-                "backoffLimit": 1,
-                "activeDeadlineSeconds": deadline,
-                "template": {
-                    "metadata": {"labels": kb.labels("pihole-lists")},
-                    "spec": kb.pod_spec(
-                        [container],
-                        kb.PodOptions(
-                            node_name=inst.node,
-                            restart_policy="Never",
-                            volumes=[
-                                {"name": "lists", "configMap": {"name": "pihole-lists"}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
-                            ],
-                        ),
-                    ),
-                },
-            },
+            resource_name=f"{self._name}-{inst.name}-lists-job",
             # Pulumi waits for the Job to complete; give it as long as the Job may run.
             opts=self._opts(
                 depends_on=[deployment, web, self._lists, self._password],
