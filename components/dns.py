@@ -21,7 +21,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kb
+from components.capacity import WorkloadRegistry
 from components.cluster import script
+from components.guardrails import Flow, FlowRegistry, Peer
 from components.metrics import MetricsRegistry, ScrapeTarget
 from components.routes import Dashboard, Route, RouteRegistry
 from components.secrets import Secrets
@@ -183,6 +185,9 @@ class DnsStackArgs:
     routes: RouteRegistry
     volumes: VolumeRegistry
     metrics: MetricsRegistry
+    # What the capacity proof, NetworkPolicies and quotas know of this namespace.
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 class DnsStack(pulumi.ComponentResource):
@@ -216,6 +221,17 @@ class DnsStack(pulumi.ComponentResource):
             depends_on=[self._namespace],
         )
         self.unbound_service = self._unbound(in_ns)
+        # Pi-hole runs on the host network: its queries reach Unbound from a node address.
+        args.flows.add(
+            Flow(
+                "pihole-to-unbound",
+                Peer(nodes=True),
+                NAMESPACE,
+                kb.selector("unbound"),
+                (UNBOUND_PORT,),
+                ("TCP", "UDP"),
+            )
+        )
         # Pi-hole needs an address; this Output depends on the Service resource.
         self.upstream = self.unbound_service.spec.apply(lambda spec: f"{spec.cluster_ip}#{UNBOUND_PORT}")
 
@@ -298,6 +314,7 @@ class DnsStack(pulumi.ComponentResource):
             ),
             pod_annotations={"pi-cluster/config-sha256": hashlib.sha256(conf.encode()).hexdigest()},
             resource_name=f"{name}-unbound-deployment",
+            workloads=self._args.workloads,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[config])),
         )
         return kb.service(
@@ -308,6 +325,7 @@ class DnsStack(pulumi.ComponentResource):
                 {"name": "dns-tcp", "port": UNBOUND_PORT, "targetPort": UNBOUND_PORT, "protocol": "TCP"},
             ],
             resource_name=f"{name}-unbound-service",
+            workloads=self._args.workloads,
             opts=opts,
         )
 
@@ -384,6 +402,7 @@ class DnsStack(pulumi.ComponentResource):
             pod_annotations={"pi-cluster/capabilities": ",".join(caps)},
             exception_reasons={"pi-cluster/security-exceptions": exceptions.reason},
             resource_name=f"{rname}-deployment",
+            workloads=self._args.workloads,
             opts=self._opts(depends_on=[self._namespace, self._password, *volumes]),
         )
         web = kb.service(
@@ -392,6 +411,7 @@ class DnsStack(pulumi.ComponentResource):
             [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
             app=inst.name,
             resource_name=f"{rname}-web-service",
+            workloads=self._args.workloads,
             opts=opts,
         )
         if primary:
@@ -447,6 +467,7 @@ class DnsStack(pulumi.ComponentResource):
             NAMESPACE,
             [container],
             resource_name=f"{rname}-deployment",
+            workloads=self._args.workloads,
             opts=self._opts(depends_on=[self._namespace, self._password]),
         )
         kb.service(
@@ -454,6 +475,7 @@ class DnsStack(pulumi.ComponentResource):
             NAMESPACE,
             [{"name": "metrics", "port": EXPORTER_PORT, "targetPort": EXPORTER_PORT, "protocol": "TCP"}],
             resource_name=f"{rname}-service",
+            workloads=self._args.workloads,
             opts=opts,
         )
         a.metrics.add(
@@ -510,6 +532,7 @@ class DnsStack(pulumi.ComponentResource):
                 ],
             ),
             resource_name=f"{self._name}-{inst.name}-lists-job",
+            workloads=self._args.workloads,
             # Pulumi waits for the Job to complete; give it as long as the Job may run.
             opts=self._opts(
                 depends_on=[deployment, web, self._lists, self._password],

@@ -381,3 +381,30 @@ def test_full_stack_lan_device_namespace_allows_no_pod(pi_k3s: mockrun.Result) -
         if o["metadata"]["namespace"] == "external-services"
     }
     assert names == {"default-deny-ingress"}  # the LAN device routes have no pod to open
+
+
+def test_the_full_stack_declares_every_backend_flow_and_workload(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing falls back to a whole-namespace rule or a guessed quota on the real stack."""
+    with caplog.at_level("WARNING"):
+        mockrun.run("pi-k3s")
+    guessed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("guardrails:")]
+    assert guessed == []
+
+
+def test_the_full_stack_check_sees_an_undeclared_service(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check above fails when one component forgets to declare its Service."""
+    original = kb.service
+
+    def forgetful(*args: Any, **kwargs: Any) -> Any:
+        if args and args[0] == "pihole-web":
+            kwargs["workloads"] = None
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kb, "service", forgetful)
+    with caplog.at_level("WARNING"):
+        mockrun.run("pi-k3s")
+    assert any(
+        "pihole-web" in r.getMessage() for r in caplog.records if r.getMessage().startswith("guardrails:")
+    )
