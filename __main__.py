@@ -70,6 +70,8 @@ dns = DnsStack(
         routes=routes,
         volumes=volumes,
         metrics=metrics,
+        workloads=workloads,
+        flows=flows,
     ),
 )
 external_services = ExternalServices(

@@ -467,33 +467,6 @@ def test_sizing_numbers(settings: Settings) -> None:
     assert z.rrset_cache == 2 * z.msg_cache and z.msg_cache % MiB == 0
 
 
-def test_a_second_instance_is_one_more_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Groundwork for HA (issue 10): per-instance objects derive their names from the instance."""
-    import components.dns as dns_module
-
-    two = [
-        dns_module.PiholeInstance("pihole", "pi-k3s", "192.168.1.55"),
-        dns_module.PiholeInstance("pihole-2", "pi3-worker-2", "192.168.1.51"),
-    ]
-    monkeypatch.setattr(dns_module, "pihole_instances", lambda _s: two)
-    result = mockrun.run()
-    names = {
-        (o["kind"], o["metadata"]["name"]) for o in result.manifests() if o["metadata"].get("namespace") == NS
-    }
-    for kind, name in [
-        ("Deployment", "pihole-2"),
-        ("PersistentVolumeClaim", "pihole-2-etc"),
-        ("PersistentVolumeClaim", "pihole-2-dnsmasq"),
-        ("Service", "pihole-2-web"),
-        ("Deployment", "pihole-2-exporter"),
-    ]:
-        assert (kind, name) in names
-    second = result.manifest("Deployment", "pihole-2", NS)
-    assert second["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "pi3-worker-2"}
-    assert len([j for j in result.manifests("Job") if j["metadata"]["namespace"] == NS]) == 2
-    assert [u for u in result.outputs["urls"] if u.startswith("pihole")] == ["pihole"]  # one web route
-
-
 def test_pihole_security_exceptions_are_explained(pi_k3s: mockrun.Result) -> None:
     d = pi_k3s.manifest("Deployment", "pihole", NS)
     notes = d["spec"]["template"]["metadata"]["annotations"]
