@@ -219,6 +219,9 @@ def test_stack_exports_capacity_per_node(pi_k3s: mockrun.Result) -> None:
         "external-secrets/external-secrets",
         "external-secrets/external-secrets-cert-controller",
         "external-secrets/external-secrets-webhook",
+        "pihole/pihole",
+        "pihole/pihole-exporter",
+        "pihole/unbound",
     ]
     assert table["pi3-worker-1"]["allocatable"] == {"cpu": "3750m", "memory": "704Mi"}
 
