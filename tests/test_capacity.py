@@ -220,8 +220,11 @@ def test_stack_exports_capacity_per_node(pi_k3s: mockrun.Result) -> None:
         "external-secrets/external-secrets-cert-controller",
         "external-secrets/external-secrets-webhook",
         "pihole/pihole",
+        "pihole/pihole-2",
+        "pihole/pihole-2-exporter",
         "pihole/pihole-exporter",
-        "pihole/unbound",
+        "pihole/unbound#0",
+        "pihole/unbound#1",
     ]
     assert table["pi3-worker-1"]["allocatable"] == {"cpu": "3750m", "memory": "704Mi"}
 

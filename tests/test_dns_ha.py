@@ -32,6 +32,19 @@ def two() -> mockrun.Result:
     return mockrun.run(overrides={"pi-cluster:dns": dns})
 
 
+@pytest.fixture(scope="module")
+def one() -> mockrun.Result:
+    dns = _dns(mockrun.stack_config("pi-k3s")[0], instances=[])
+    return mockrun.run(overrides={"pi-cluster:dns": dns})
+
+
+def test_one_instance_has_one_pinned_unbound_and_no_pdb(one: mockrun.Result) -> None:
+    assert not [p for p in one.manifests("PodDisruptionBudget") if p["metadata"]["name"] == "unbound"]
+    d = one.manifest("Deployment", "unbound", NS)
+    assert d["spec"]["replicas"] == 1
+    assert d["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "pi3-worker-1"}
+
+
 def _owned(result: mockrun.Result) -> dict[str, Any]:
     owned = {"pi-cluster:dns:DnsStack::dns"}
     grown = True
@@ -113,7 +126,7 @@ def test_config_hash_sees_a_difference(two: mockrun.Result) -> None:
     assert _config_hash(two, "pihole", PRIMARY) != _config_hash(two, "pihole-exporter", PRIMARY)
 
 
-def test_unbound_spread_with_pdb(two: mockrun.Result, pi_k3s: mockrun.Result) -> None:
+def test_unbound_spread_with_pdb(two: mockrun.Result) -> None:
     d = two.manifest("Deployment", "unbound", NS)
     assert d["spec"]["replicas"] == 2
     spec = d["spec"]["template"]["spec"]
@@ -124,8 +137,6 @@ def test_unbound_spread_with_pdb(two: mockrun.Result, pi_k3s: mockrun.Result) ->
     pdb = two.manifest("PodDisruptionBudget", "unbound", NS)
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"] == d["spec"]["selector"]
-    assert not [p for p in pi_k3s.manifests("PodDisruptionBudget") if p["metadata"]["name"] == "unbound"]
-    assert pi_k3s.manifest("Deployment", "unbound", NS)["spec"]["replicas"] == 1
 
 
 def test_routes_monitors_and_scrape_targets_per_instance(two: mockrun.Result) -> None:
