@@ -7,8 +7,10 @@ change so its outcome shows in ``pulumi up``. Pi-hole's upstream is the Unbound 
 cluster IP, wired from the Service resource (an address, not a name Pi-hole would have to
 resolve through itself).
 
-Per-instance construction lives in :meth:`DnsStack._pihole`, so a second Pi-hole (HA) is one
-more :class:`PiholeInstance`.
+Per-instance construction lives in :meth:`DnsStack._pihole`: every Pi-hole of
+``dns.instances`` is built by the same code from the same settings, lists and password, so the
+instances cannot drift apart (no gravity-sync). With two or more, Unbound runs one replica per
+node (required anti-affinity) with a PodDisruptionBudget, behind the one Service.
 """
 
 from __future__ import annotations
@@ -71,9 +73,17 @@ class PiholeInstance:
     address: str
 
 
+def instance_name(index: int) -> str:
+    """``pihole`` for the primary, ``pihole-2``, ``pihole-3`` for the others."""
+    return "pihole" if index == 0 else f"pihole-{index + 1}"
+
+
 def pihole_instances(s: Settings) -> list[PiholeInstance]:
-    node = s.node(s.placement.pihole)
-    return [PiholeInstance("pihole", node.name, node.address)]
+    """``dns.instances``, or (left empty) the one Pi-hole on ``placement.pihole``."""
+    if not s.dns.instances:
+        node = s.node(s.placement.pihole)
+        return [PiholeInstance("pihole", node.name, node.address)]
+    return [PiholeInstance(instance_name(i), d.node, d.address) for i, d in enumerate(s.dns.instances)]
 
 
 def unbound_conf(s: Settings) -> str:
@@ -185,9 +195,9 @@ class DnsStackArgs:
     routes: RouteRegistry
     volumes: VolumeRegistry
     metrics: MetricsRegistry
-    # What the capacity proof, NetworkPolicies and quotas know of this namespace.
-    workloads: WorkloadRegistry
-    flows: FlowRegistry
+    # The guardrails registries: workloads for the capacity proof, flows for NetworkPolicies.
+    workloads: WorkloadRegistry | None = None
+    flows: FlowRegistry | None = None
 
 
 class DnsStack(pulumi.ComponentResource):
@@ -221,17 +231,6 @@ class DnsStack(pulumi.ComponentResource):
             depends_on=[self._namespace],
         )
         self.unbound_service = self._unbound(in_ns)
-        # Pi-hole runs on the host network: its queries reach Unbound from a node address.
-        args.flows.add(
-            Flow(
-                "pihole-to-unbound",
-                Peer(nodes=True),
-                NAMESPACE,
-                kb.selector("unbound"),
-                (UNBOUND_PORT,),
-                ("TCP", "UDP"),
-            )
-        )
         # Pi-hole needs an address; this Output depends on the Service resource.
         self.upstream = self.unbound_service.spec.apply(lambda spec: f"{spec.cluster_ip}#{UNBOUND_PORT}")
 
@@ -244,13 +243,43 @@ class DnsStack(pulumi.ComponentResource):
         )
         self._lists_hash = content_hash(lists)
 
+        self.instances = pihole_instances(s)
         self.pihole_deployments = [
-            self._pihole(inst, primary=i == 0) for i, inst in enumerate(pihole_instances(s))
+            self._pihole(inst, primary=i == 0) for i, inst in enumerate(self.instances)
         ]
+        self._flows()
         self.register_outputs({"upstream": self.upstream, "listsHash": self._lists_hash})
 
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(**kwargs))
+
+    def _flows(self) -> None:
+        """Pi-hole (hostNetwork: from a node) -> Unbound; the exporters and reconcile Jobs -> the
+        Pi-hole API (Pi-hole itself is on the host network, so this only documents the need)."""
+        flows = self._args.flows
+        if flows is None:
+            return
+        flows.add(
+            Flow(
+                "pihole-to-unbound",
+                Peer(nodes=True),
+                NAMESPACE,
+                kb.selector("unbound"),
+                (UNBOUND_PORT,),
+                ("TCP", "UDP"),
+            )
+        )
+        for inst in self.instances:
+            for source in (f"{inst.name}-exporter", "pihole-lists"):
+                flows.add(
+                    Flow(
+                        f"{source}-to-{inst.name}-api",
+                        Peer(NAMESPACE, kb.selector(source)),
+                        NAMESPACE,
+                        kb.selector(inst.name),
+                        (80,),
+                    )
+                )
 
     def _unbound(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
         s = self._args.settings
@@ -298,12 +327,28 @@ class DnsStack(pulumi.ComponentResource):
             liveness=kb.exec_probe(["sh", "-c", resolve_local], period=30, timeout=5, failures=3),
             run_as_user=UNBOUND_UID,
         )
+        replicas = s.dns.unbound_count
+        spread = replicas > 1
+        # One replica per node: a node reboot takes at most one down, the PDB lets drains do the same.
+        anti_affinity = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": kb.selector("unbound")},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
         kb.deployment(
             "unbound",
             NAMESPACE,
             [main],
+            replicas=replicas,
+            workloads=self._args.workloads,
             pod=kb.PodOptions(
-                node_name=s.placement.unbound,
+                node_name=None if spread else s.placement.unbound,
+                affinity=anti_affinity if spread else None,
                 volumes=[
                     {"name": "config", "configMap": {"name": "unbound-config"}},
                     {"name": "iana", "emptyDir": {"sizeLimit": "4Mi"}},
@@ -314,9 +359,15 @@ class DnsStack(pulumi.ComponentResource):
             ),
             pod_annotations={"pi-cluster/config-sha256": hashlib.sha256(conf.encode()).hexdigest()},
             resource_name=f"{name}-unbound-deployment",
-            workloads=self._args.workloads,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[config])),
         )
+        if spread:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-unbound-pdb",
+                metadata=kb.metadata("unbound", NAMESPACE, "unbound"),
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": kb.selector("unbound")}},
+                opts=opts,
+            )
         return kb.service(
             "unbound",
             NAMESPACE,
@@ -401,8 +452,8 @@ class DnsStack(pulumi.ComponentResource):
             ),
             pod_annotations={"pi-cluster/capabilities": ",".join(caps)},
             exception_reasons={"pi-cluster/security-exceptions": exceptions.reason},
+            workloads=a.workloads,
             resource_name=f"{rname}-deployment",
-            workloads=self._args.workloads,
             opts=self._opts(depends_on=[self._namespace, self._password, *volumes]),
         )
         web = kb.service(
@@ -411,32 +462,31 @@ class DnsStack(pulumi.ComponentResource):
             [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
             app=inst.name,
             resource_name=f"{rname}-web-service",
-            workloads=self._args.workloads,
+            workloads=a.workloads,
             opts=opts,
         )
-        if primary:
-            a.routes.add(
-                Route(
-                    name="pihole",
-                    host_prefix="pihole",
-                    namespace=NAMESPACE,
-                    service=f"{inst.name}-web",
-                    port=80,
-                    health_path="/admin/",
-                    dashboard=Dashboard(
-                        group="Network",
-                        icon="pi-hole.svg",
-                        description="DNS ad blocking",
-                        widget="pihole",
-                        widget_fields={
-                            "url": f"http://{inst.name}-web.{NAMESPACE}.svc.cluster.local",
-                            "version": 6,
-                            "key": "{{HOMEPAGE_VAR_PIHOLE_KEY}}",
-                            "fields": ["queries", "blocked", "blocked_percent", "gravity"],
-                        },
-                    ),
-                )
+        a.routes.add(
+            Route(
+                name=inst.name,
+                host_prefix=inst.name,
+                namespace=NAMESPACE,
+                service=f"{inst.name}-web",
+                port=80,
+                health_path="/admin/",
+                dashboard=Dashboard(
+                    group="Network",
+                    icon="pi-hole.svg",
+                    description="DNS ad blocking" if primary else f"DNS ad blocking ({inst.node})",
+                    widget="pihole",
+                    widget_fields={
+                        "url": f"http://{inst.name}-web.{NAMESPACE}.svc.cluster.local",
+                        "version": 6,
+                        "key": "{{HOMEPAGE_VAR_PIHOLE_KEY}}",
+                        "fields": ["queries", "blocked", "blocked_percent", "gravity"],
+                    },
+                ),
             )
+        )
         self._exporter(inst, opts)
         self._reconciler(inst, deployment, web)
         return deployment
@@ -466,8 +516,8 @@ class DnsStack(pulumi.ComponentResource):
             name,
             NAMESPACE,
             [container],
+            workloads=a.workloads,
             resource_name=f"{rname}-deployment",
-            workloads=self._args.workloads,
             opts=self._opts(depends_on=[self._namespace, self._password]),
         )
         kb.service(
@@ -475,7 +525,7 @@ class DnsStack(pulumi.ComponentResource):
             NAMESPACE,
             [{"name": "metrics", "port": EXPORTER_PORT, "targetPort": EXPORTER_PORT, "protocol": "TCP"}],
             resource_name=f"{rname}-service",
-            workloads=self._args.workloads,
+            workloads=a.workloads,
             opts=opts,
         )
         a.metrics.add(

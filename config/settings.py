@@ -489,9 +489,21 @@ class ReconcilerSettings(Model):
     gravity_timeout_seconds: int = Field(default=900, ge=30, le=3600)
 
 
+class DnsInstance(Model):
+    """One Pi-hole: the node it runs on (hostNetwork) and the LAN address clients query."""
+
+    node: DnsLabel
+    address: IPv4
+
+
 class DnsSettings(Model):
     """Pi-hole, Unbound, the exporter and the list reconciler (namespace ``pihole``)."""
 
+    # Empty: one Pi-hole on placement.pihole. Otherwise the first is the primary (on
+    # placement.pihole), each further entry one more Pi-hole with the same configuration.
+    instances: list[DnsInstance] = Field(default_factory=list, max_length=3)
+    # Unbound replicas, spread one per node; default 2 with two or more Pi-holes, else 1.
+    unbound_replicas: int | None = Field(default=None, ge=1, le=3)
     pihole: PiholeSettings
     unbound: UnboundSettings
     exporter: ExporterSettings
@@ -511,6 +523,12 @@ class DnsSettings(Model):
     @property
     def adlists(self) -> list[str]:
         return adlist_problems(self.adlists_file)[0]
+
+    @property
+    def unbound_count(self) -> int:
+        if self.unbound_replicas is not None:
+            return self.unbound_replicas
+        return 2 if len(self.instances) > 1 else 1
 
     @property
     def allowlist(self) -> list[str]:
@@ -750,6 +768,7 @@ def _dns_problems(s: Settings) -> list[str]:
         unbound.sizing()
     except ValueError as err:
         problems.append(f"{NAMESPACE}:dns.unbound.resources.memoryLimit: {err}")
+    problems += _dns_instance_problems(s)
     node = next((n for n in s.nodes if n.name == s.placement.unbound), None)
     if node is None:
         return problems
@@ -763,6 +782,51 @@ def _dns_problems(s: Settings) -> list[str]:
         problems.append(
             f"{NAMESPACE}:dns.unbound.resources.memoryLimit: {unbound.resources.memory_limit} is more "
             f"than half of node {node.name!r}'s {node.hardware.memory}"
+        )
+    return problems
+
+
+def _dns_instance_problems(s: Settings) -> list[str]:
+    """Each Pi-hole on its own node, answering on that node's LAN address; primary first."""
+    problems: list[str] = []
+    nodes = {n.name: n for n in s.nodes}
+    lan = ipaddress.ip_network(s.lan_cidr, strict=False)
+    seen_nodes: dict[str, int] = {}
+    seen_addresses: dict[str, int] = {}
+    for i, inst in enumerate(s.dns.instances):
+        key = f"{NAMESPACE}:dns.instances[{i}]"
+        if inst.node in seen_nodes:
+            problems.append(
+                f"{key}.node: {inst.node!r} already runs instance {seen_nodes[inst.node]}; "
+                "two Pi-holes on one node cannot both bind :53"
+            )
+        seen_nodes.setdefault(inst.node, i)
+        if inst.address in seen_addresses:
+            problems.append(
+                f"{key}.address: {inst.address} is already the address of instance "
+                f"{seen_addresses[inst.address]}"
+            )
+        seen_addresses.setdefault(inst.address, i)
+        if ipaddress.ip_address(inst.address) not in lan:
+            problems.append(f"{key}.address: {inst.address} is not on the LAN {s.lan_cidr}")
+        node = nodes.get(inst.node)
+        if node is None:
+            problems.append(f"{key}.node: {inst.node!r} is not in nodes")
+        elif node.address != inst.address:
+            problems.append(
+                f"{key}.address: {inst.address} is not the address of node {inst.node!r} ({node.address}); "
+                "Pi-hole runs on the node's network"
+            )
+    if s.dns.instances and s.dns.instances[0].node != s.placement.pihole:
+        problems.append(
+            f"{NAMESPACE}:dns.instances[0].node: {s.dns.instances[0].node!r} is not placement.pihole "
+            f"{s.placement.pihole!r} (the first instance is the primary)"
+        )
+    replicas = s.dns.unbound_count
+    if replicas > len(s.nodes):
+        problems.append(
+            f"{NAMESPACE}:dns.unboundReplicas: {replicas} replicas need as many nodes (one per node), "
+            f"the stack has {len(s.nodes)}"
         )
     return problems
 

@@ -29,6 +29,13 @@ HOST_ACCESS: tuple[HostAccess, ...] = (
         host_ports=(53, 80),
     ),
     HostAccess(
+        "pihole",
+        "pihole-[2-9]",
+        "further Pi-hole instances (dns.instances, issue 10): the same reason, on their own node",
+        host_network=True,
+        host_ports=(53, 80),
+    ),
+    HostAccess(
         "ingress-nginx",
         "ingress-nginx-controller*",
         "HTTPS for every web route on :443 of the node (:80 belongs to Pi-hole)",

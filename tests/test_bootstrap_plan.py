@@ -148,7 +148,9 @@ def test_dns_and_removal_settings_reach_the_commands() -> None:
 
 def test_removing_an_agent_leaves_only_its_removal_to_the_engine(pi_k3s: mockrun.Result) -> None:
     raw = _raw()
-    run = mockrun.run(overrides={"pi-cluster:nodes": raw["nodes"][:2]})
+    # The secondary Pi-hole lives on pi3-worker-2: it goes with the node.
+    dns = {**raw["dns"], "instances": [i for i in raw["dns"]["instances"] if i["node"] != "pi3-worker-2"]}
+    run = mockrun.run(overrides={"pi-cluster:nodes": raw["nodes"][:2], "pi-cluster:dns": dns})
     gone = {r.name for r in pi_k3s.by_type(CMD)} - {r.name for r in run.by_type(CMD)}
     assert {"k3s-pi3-worker-2-drain", "k3s-pi3-worker-2-uninstall", "k3s-pi3-worker-2-join"} <= gone
     drain = _cmd(pi_k3s, "pi3-worker-2-drain").plain_inputs

@@ -261,6 +261,15 @@ def test_the_full_seed_stack_fits_the_seed_hardware(pi_k3s: mockrun.Result) -> N
         assert _mi(row["requested"]["memory"]) <= _mi(row["allocatable"]["memory"]), node
         assert capacity.cpu(row["requested"]["cpu"]) <= capacity.cpu(row["allocatable"]["cpu"]), node
         assert row["headroomPercent"] >= 25, node
+    # The DNS stack: the primary on the server, the secondary on its Pi 3, two Unbound replicas.
+    assert "pihole/pihole" in table["pi-k3s"]["pods"]
+    assert "pihole/pihole-2" in table["pi3-worker-2"]["pods"]
+    assert {
+        "pihole/unbound#0",
+        "pihole/unbound#1",
+        "pihole/pihole-exporter",
+        "pihole/pihole-2-exporter",
+    } <= every
     assert table["pi3-worker-1"]["allocatable"] == {"cpu": "3750m", "memory": "704Mi"}
 
 

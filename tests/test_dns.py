@@ -159,7 +159,10 @@ def test_unbound_sizing_scales_with_the_limit(limit: str, threads: int, tmp_path
 def test_unbound_deployment(pi_k3s: mockrun.Result, settings: Settings) -> None:
     d = pi_k3s.manifest("Deployment", "unbound", NS)
     pod = d["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "pi3-worker-1"}
+    if settings.dns.unbound_count == 1:
+        assert pod["nodeSelector"] == {"kubernetes.io/hostname": "pi3-worker-1"}
+    else:  # spread one per node (tests/test_dns_ha.py)
+        assert "nodeSelector" not in pod and pod["affinity"]["podAntiAffinity"]
     c = _container(d, "unbound")
     assert c["image"] == settings.dns.unbound.image
     assert c["securityContext"]["runAsNonRoot"] is True
@@ -258,7 +261,12 @@ def test_pihole_pvcs_are_protected_local_path(pi_k3s: mockrun.Result) -> None:
         assert obj["spec"]["storageClassName"] == "local-path"
         assert obj["spec"]["accessModes"] == ["ReadWriteOnce"]
         sizes[obj["metadata"]["name"]] = obj["spec"]["resources"]["requests"]["storage"]
-    assert sizes == {"pihole-etc": "1Gi", "pihole-dnsmasq": "100Mi"}
+    assert sizes == {
+        "pihole-etc": "1Gi",
+        "pihole-dnsmasq": "100Mi",
+        "pihole-2-etc": "1Gi",
+        "pihole-2-dnsmasq": "100Mi",
+    }
 
 
 def test_pihole_web_service_and_route(pi_k3s: mockrun.Result, settings: Settings) -> None:
@@ -323,7 +331,10 @@ def test_exporter_is_a_scrape_target() -> None:
     finally:
         MetricsRegistry.__init__ = original  # type: ignore[method-assign]
     targets = [t for reg in captured for t in reg.targets() if t.namespace == NS]
-    assert [(t.name, t.port, t.interval) for t in targets] == [("pihole-exporter", "metrics", "30s")]
+    assert [(t.name, t.port, t.interval) for t in targets] == [
+        ("pihole-exporter", "metrics", "30s"),
+        ("pihole-2-exporter", "metrics", "30s"),
+    ]
     assert dict(targets[0].selector) == {"app.kubernetes.io/name": "pihole-exporter"}
 
 
@@ -331,7 +342,12 @@ def test_exporter_is_a_scrape_target() -> None:
 
 
 def _job(result: mockrun.Result) -> dict[str, Any]:
-    jobs = [j for j in result.manifests("Job") if j["metadata"]["namespace"] == NS]
+    """The primary's list Job (the secondary's is built by the same code: tests/test_dns_ha.py)."""
+    jobs = [
+        j
+        for j in result.manifests("Job")
+        if j["metadata"]["namespace"] == NS and j["metadata"]["name"].startswith("pihole-lists-")
+    ]
     assert len(jobs) == 1
     return jobs[0]
 
@@ -367,7 +383,7 @@ def test_reconciler_job_runs_the_script_against_pihole(pi_k3s: mockrun.Result, s
     cm = pi_k3s.manifest("ConfigMap", "pihole-lists", NS)
     assert cm["data"]["adlists.txt"].splitlines() == settings.dns.adlists
     assert len(settings.dns.adlists) == 25
-    reg = next(r for r in pi_k3s.by_type("kubernetes:batch/v1:Job") if r.name.startswith("dns-"))
+    reg = pi_k3s.get("kubernetes:batch/v1:Job", "dns-pihole-lists-job")
     assert "kubernetes:apps/v1:Deployment::dns-pihole-deployment" in reg.depends_on
 
 
@@ -465,33 +481,6 @@ def test_sizing_numbers(settings: Settings) -> None:
     z = settings.dns.unbound.sizing()
     assert z.threads == 2 and z.slabs == 2
     assert z.rrset_cache == 2 * z.msg_cache and z.msg_cache % MiB == 0
-
-
-def test_a_second_instance_is_one_more_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Groundwork for HA (issue 10): per-instance objects derive their names from the instance."""
-    import components.dns as dns_module
-
-    two = [
-        dns_module.PiholeInstance("pihole", "pi-k3s", "192.168.1.55"),
-        dns_module.PiholeInstance("pihole-2", "pi3-worker-2", "192.168.1.51"),
-    ]
-    monkeypatch.setattr(dns_module, "pihole_instances", lambda _s: two)
-    result = mockrun.run()
-    names = {
-        (o["kind"], o["metadata"]["name"]) for o in result.manifests() if o["metadata"].get("namespace") == NS
-    }
-    for kind, name in [
-        ("Deployment", "pihole-2"),
-        ("PersistentVolumeClaim", "pihole-2-etc"),
-        ("PersistentVolumeClaim", "pihole-2-dnsmasq"),
-        ("Service", "pihole-2-web"),
-        ("Deployment", "pihole-2-exporter"),
-    ]:
-        assert (kind, name) in names
-    second = result.manifest("Deployment", "pihole-2", NS)
-    assert second["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "pi3-worker-2"}
-    assert len([j for j in result.manifests("Job") if j["metadata"]["namespace"] == NS]) == 2
-    assert [u for u in result.outputs["urls"] if u.startswith("pihole")] == ["pihole"]  # one web route
 
 
 def test_pihole_security_exceptions_are_explained(pi_k3s: mockrun.Result) -> None:

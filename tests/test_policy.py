@@ -129,6 +129,8 @@ def test_privileged_container_is_refused() -> None:
 def test_host_network_only_on_the_allowlist() -> None:
     assert run("host-access-allowlist", deployment(hostNetwork=True))
     assert run("host-access-allowlist", deployment("pihole", "pihole", hostNetwork=True)) == []
+    assert run("host-access-allowlist", deployment("pihole-2", "pihole", hostNetwork=True)) == []
+    assert run("host-access-allowlist", deployment("pihole-exporter", "pihole", hostNetwork=True))
     assert run("host-access-allowlist", deployment(hostPID=True))
 
 
@@ -157,7 +159,7 @@ def test_host_path_only_on_the_allowlist() -> None:
 def test_allowlist_entries_all_have_reasons() -> None:
     from policy.allowlist import HOST_ACCESS
 
-    assert len(HOST_ACCESS) == 3
+    assert len(HOST_ACCESS) == 4
     assert all(len(a.reason) > 20 for a in HOST_ACCESS)
 
 
