@@ -128,6 +128,41 @@ class Media(pulumi.ComponentResource):
     def _opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self._args.provider, depends_on=list(depends_on))
 
+    def _nas_share(
+        self,
+        volume: str,
+        namespace: str,
+        ns: pulumi.Resource,
+        app: str,
+        path: str,
+        size: str,
+        access_mode: str,
+    ) -> k8s.core.v1.PersistentVolumeClaim:
+        """An NFS export of the NAS as a Retain PV and its bound PVC, both protected."""
+        s, name = self._args.settings, self._name
+        pv = nfs_volume(
+            volume,
+            server=s.device(s.enabled_media.nas).address,
+            path=path,
+            size=size,
+            version=s.enabled_media.nfs_version,
+            access_mode=access_mode,
+            read_only=access_mode == "ReadOnlyMany",
+            resource_name=f"{name}-{volume}-pv",
+            opts=self._child,
+        )
+        return kb.pvc(
+            volume,
+            namespace,
+            size,
+            app=app,
+            storage_class="",
+            access_mode=access_mode,
+            volume_name=volume,
+            resource_name=f"{name}-{volume}",
+            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), pulumi.ResourceOptions(protect=True)),
+        )
+
     def _jellyfin(self) -> None:
         s, a, name = self._args.settings, self._args, self._name
         j, node = s.enabled_media.jellyfin, s.placement.jellyfin
@@ -142,27 +177,8 @@ class Media(pulumi.ComponentResource):
             resource_name=f"{name}-jellyfin-config",
             opts=self._opts(ns),
         )
-        pv = nfs_volume(
-            "jellyfin-video",
-            server=s.device(s.enabled_media.nas).address,
-            path=j.video_path,
-            size=j.video_size,
-            version=s.enabled_media.nfs_version,
-            access_mode="ReadOnlyMany",
-            read_only=True,
-            resource_name=f"{name}-jellyfin-video-pv",
-            opts=self._child,
-        )
-        video = kb.pvc(
-            "jellyfin-video",
-            JELLYFIN_NS,
-            j.video_size,
-            app="jellyfin",
-            storage_class="",
-            access_mode="ReadOnlyMany",
-            volume_name="jellyfin-video",
-            resource_name=f"{name}-jellyfin-video",
-            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), pulumi.ResourceOptions(protect=True)),
+        video = self._nas_share(
+            "jellyfin-video", JELLYFIN_NS, ns, "jellyfin", j.video_path, j.video_size, "ReadOnlyMany"
         )
         main = kb.container(
             "jellyfin",
@@ -238,27 +254,8 @@ class Media(pulumi.ComponentResource):
         secret = a.secrets.external_secret(
             IMMICH_SECRET, IMMICH_NS, {"DB_PASSWORD": im.db_password_ref}, parent=self, depends_on=[ns]
         )
-        pv = nfs_volume(
-            "immich-library",
-            server=s.device(s.enabled_media.nas).address,
-            path=im.library_path,
-            size=im.library_size,
-            version=s.enabled_media.nfs_version,
-            access_mode="ReadWriteMany",
-            read_only=False,
-            resource_name=f"{name}-immich-library-pv",
-            opts=self._child,
-        )
-        library = kb.pvc(
-            "immich-library",
-            IMMICH_NS,
-            im.library_size,
-            app="immich",
-            storage_class="",
-            access_mode="ReadWriteMany",
-            volume_name="immich-library",
-            resource_name=f"{name}-immich-library",
-            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), pulumi.ResourceOptions(protect=True)),
+        library = self._nas_share(
+            "immich-library", IMMICH_NS, ns, "immich", im.library_path, im.library_size, "ReadWriteMany"
         )
         data = stateful_pvc(
             a.volumes,
