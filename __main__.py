@@ -157,21 +157,6 @@ guardrails = Guardrails(
         routes=all_routes,
         metrics=scrape_targets,
         flows=flows.flows(),
-        after=[
-            c
-            for c in (
-                platform_secrets,
-                ingress,
-                monitoring,
-                dns,
-                external_services,
-                media,
-                status,
-                homepage,
-                backups,
-            )
-            if c is not None
-        ],
     ),
 )
 

@@ -104,6 +104,7 @@ class Backups(pulumi.ComponentResource):
             pod_security="privileged",
             reason="pvc-backup reads local-path volumes through a read-only hostPath mount",
             opts=child,
+            workloads=args.workloads,
         )
         deps = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
         scripts = k8s.core.v1.ConfigMap(

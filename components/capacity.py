@@ -208,6 +208,7 @@ class WorkloadRegistry:
     def __init__(self) -> None:
         self._workloads: dict[str, Workload] = {}
         self._services: dict[tuple[str, str], ServiceInfo] = {}
+        self._namespace_resources: dict[str, pulumi.Resource] = {}
 
     def add(self, workload: Workload) -> Workload:
         if workload.key in self._workloads:
@@ -240,6 +241,20 @@ class WorkloadRegistry:
                 name, namespace, dict(labels or {}), dict(selector), dict(ports), dict(port_names or {})
             )
         )
+
+    def add_namespace(self, name: str, resource: pulumi.Resource) -> None:
+        """The resource that creates namespace ``name``: what objects placed in it wait for."""
+        if name in self._namespace_resources:
+            raise ValueError(f"namespace {name} created twice")
+        self._namespace_resources[name] = resource
+
+    def namespace_resource(self, name: str) -> pulumi.Resource:
+        if name not in self._namespace_resources:
+            raise KeyError(
+                f"namespace {name} has no Namespace resource: create it with "
+                "components.k8s.namespace(..., workloads=...)"
+            )
+        return self._namespace_resources[name]
 
     def workloads(self) -> tuple[Workload, ...]:
         return tuple(self._workloads.values())

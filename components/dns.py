@@ -221,6 +221,7 @@ class DnsStack(pulumi.ComponentResource):
             "capabilities on pihole-FTL",
             resource_name=f"{name}-namespace",
             opts=self._child,
+            workloads=args.workloads,
         )
         in_ns = self._opts(depends_on=[self._namespace])
         self._password = args.secrets.external_secret(

@@ -45,7 +45,9 @@ class ExternalServices(pulumi.ComponentResource):
         devices = [d for d in args.settings.lan_devices if d.route]
         self.services = {}
         if devices:
-            ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
+            ns = kb.namespace(
+                NAMESPACE, resource_name=f"{name}-namespace", opts=child, workloads=args.workloads
+            )
             for device in devices:
                 self.services[device.name] = self._device(name, device, ns, args)
         self.register_outputs({"devices": sorted(self.services)})

@@ -380,8 +380,6 @@ class GuardrailsArgs:
     routes: Sequence[Route] = ()  # the frozen route registry
     metrics: Sequence[ScrapeTarget] = ()
     flows: Sequence[Flow] = ()
-    # Components that create the namespaces the policies go into.
-    after: Sequence[pulumi.Resource] = ()
 
 
 class Guardrails(pulumi.ComponentResource):
@@ -409,17 +407,32 @@ class Guardrails(pulumi.ComponentResource):
         limits, quota_warnings = quotas(s, result, namespaces, podless)
         for warning in [*warnings, *quota_warnings]:
             pulumi.log.warn(f"guardrails: {warning}")
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
+
+        def in_namespace(meta: dict[str, Any], *after: pulumi.Resource) -> pulumi.ResourceOptions:
+            ns = args.workloads.namespace_resource(meta["namespace"])
+            return pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns, *after])
+
         for obj in policies:
             meta = obj["metadata"]
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{meta['namespace']}-{meta['name']}",
                 metadata=meta,
                 spec=obj["spec"],
-                opts=child,
+                opts=in_namespace(meta),
             )
-        for obj in limits:
+        # Defaults before the quota: a quota admits no pod without requests, the LimitRange
+        # fills them in, so a pod created between the two is never refused.
+        defaults: dict[str, pulumi.Resource] = {}
+        for obj in sorted(limits, key=lambda o: o["kind"] != "LimitRange"):
             meta = obj["metadata"]
-            api = k8s.core.v1.ResourceQuota if obj["kind"] == "ResourceQuota" else k8s.core.v1.LimitRange
-            api(f"{name}-{meta['namespace']}-{meta['name']}", metadata=meta, spec=obj["spec"], opts=child)
+            resource_name = f"{name}-{meta['namespace']}-{meta['name']}"
+            if obj["kind"] == "LimitRange":
+                defaults[meta["namespace"]] = k8s.core.v1.LimitRange(
+                    resource_name, metadata=meta, spec=obj["spec"], opts=in_namespace(meta)
+                )
+            else:
+                after = [defaults[meta["namespace"]]] if meta["namespace"] in defaults else []
+                k8s.core.v1.ResourceQuota(
+                    resource_name, metadata=meta, spec=obj["spec"], opts=in_namespace(meta, *after)
+                )
         self.register_outputs({"capacity": self.capacity})

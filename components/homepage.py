@@ -254,7 +254,7 @@ class Homepage(pulumi.ComponentResource):
         files, pairs = config_files(s, args.routes)  # refuses bad widgets before any child
         own = homepage_route()
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
+        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child, workloads=args.workloads)
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
 
         env_from_secrets: dict[str, tuple[str, str]] = {}

@@ -359,6 +359,7 @@ class IngressTls(pulumi.ComponentResource):
             pod_security="privileged",
             reason=HOST_PORT_REASON,
             opts=child,
+            workloads=args.workloads,
         )
         chart = getattr(s.ingress, s.ingress.controller.replace("-", "_")).chart
         self.controller = k8s.helm.v3.Release(
@@ -377,7 +378,10 @@ class IngressTls(pulumi.ComponentResource):
         )
 
         cm_ns = kb.namespace(
-            CERT_MANAGER_NAMESPACE, resource_name=f"{name}-cert-manager-namespace", opts=child
+            CERT_MANAGER_NAMESPACE,
+            resource_name=f"{name}-cert-manager-namespace",
+            opts=child,
+            workloads=args.workloads,
         )
         cm = s.ingress.cert_manager
         self.cert_manager = k8s.helm.v3.Release(

@@ -604,10 +604,12 @@ def namespace(
     resource_name: str,
     pod_security: PodSecurityLevel = "restricted",
     reason: str = "",
+    workloads: WorkloadRegistry | None = None,
 ) -> k8s.core.v1.Namespace:
     """A namespace labelled with the Pod Security Standard it enforces.
 
-    Anything weaker than ``restricted`` needs a reason, recorded as an annotation.
+    Anything weaker than ``restricted`` needs a reason, recorded as an annotation. ``workloads``
+    records the resource, so the guardrails placed in the namespace wait for it and nothing else.
     """
     if pod_security != "restricted" and not reason.strip():
         raise ValueError(f"namespace {name}: Pod Security level {pod_security!r} needs a reason")
@@ -617,11 +619,14 @@ def namespace(
         "pod-security.kubernetes.io/audit": pod_security,
     }
     annotations = {"pi-cluster/pod-security-reason": reason} if reason else None
-    return k8s.core.v1.Namespace(
+    ns = k8s.core.v1.Namespace(
         resource_name,
         metadata=metadata(name, None, name, extra_labels=extra, annotations=annotations),
         opts=opts,
     )
+    if workloads is not None:
+        workloads.add_namespace(name, ns)
+    return ns
 
 
 def pvc(

@@ -166,7 +166,9 @@ class Media(pulumi.ComponentResource):
     def _jellyfin(self) -> None:
         s, a, name = self._args.settings, self._args, self._name
         j, node = s.enabled_media.jellyfin, s.placement.jellyfin
-        ns = kb.namespace(JELLYFIN_NS, resource_name=f"{name}-jellyfin-namespace", opts=self._child)
+        ns = kb.namespace(
+            JELLYFIN_NS, resource_name=f"{name}-jellyfin-namespace", opts=self._child, workloads=a.workloads
+        )
         config = stateful_pvc(
             a.volumes,
             name="jellyfin-config",
@@ -250,7 +252,9 @@ class Media(pulumi.ComponentResource):
     def _immich(self) -> None:
         s, a, name = self._args.settings, self._args, self._name
         im, db, node = s.enabled_media.immich, s.enabled_media.immich.database, s.placement.immich
-        ns = kb.namespace(IMMICH_NS, resource_name=f"{name}-immich-namespace", opts=self._child)
+        ns = kb.namespace(
+            IMMICH_NS, resource_name=f"{name}-immich-namespace", opts=self._child, workloads=a.workloads
+        )
         secret = a.secrets.external_secret(
             IMMICH_SECRET, IMMICH_NS, {"DB_PASSWORD": im.db_password_ref}, parent=self, depends_on=[ns]
         )

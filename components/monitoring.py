@@ -383,6 +383,7 @@ class Monitoring(pulumi.ComponentResource):
             pod_security="baseline",
             reason="the chart's operator, Prometheus, Alertmanager and Grafana pods set their own "
             "security contexts, not vetted against restricted; none needs host access",
+            workloads=args.workloads,
         )
         exporter_ns = kb.namespace(
             NODE_EXPORTER_NAMESPACE,
@@ -391,6 +392,7 @@ class Monitoring(pulumi.ComponentResource):
             pod_security="privileged",
             reason="prometheus-node-exporter reads the host's /proc, /sys and root filesystem "
             "with hostNetwork and hostPID",
+            workloads=args.workloads,
         )
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
         if args.workloads is not None:

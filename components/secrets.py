@@ -48,7 +48,7 @@ class Secrets(pulumi.ComponentResource):
         self._provider = args.provider
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
-        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
+        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child, workloads=args.workloads)
         chart = s.secrets.chart
         self.release = k8s.helm.v3.Release(
             f"{name}-eso",

@@ -169,7 +169,7 @@ class Status(pulumi.ComponentResource):
         s = args.settings
         files = monitor_files(args.routes, s)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child)
+        ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child, workloads=args.workloads)
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
         node = s.placement.status
 

@@ -1,8 +1,8 @@
 """Extra whole-program runs for the secrets and ingress tests (each run costs seconds: share them).
 
 ``with_app`` runs the real ``__main__.py`` with one more web app declared just before the status
-and dashboard routes close the registry (an http backend with body size and timeouts) and one templated
-ExternalSecret, exactly as an app component would declare them.
+and dashboard routes close the registry (its namespace, an http backend with body size and timeouts
+and one templated ExternalSecret), exactly as an app component would declare them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from tools import mockrun
 PUBLISH = "ingress.publish(routes)"
 LAST_ROUTES = "routes.add(status_route(settings))"
 APP = """
+from components import k8s as _kb
 from components.routes import Route as _Route
 
+_kb.namespace(
+    "photos",
+    resource_name="photos-namespace",
+    opts=pulumi.ResourceOptions(provider=provider),
+    workloads=workloads,
+)
 routes.add(
     _Route(
         name="photos",

@@ -207,12 +207,34 @@ def test_rendered_stack_has_default_deny_quota_and_limits_per_app_namespace(pi_k
     assert webhook["spec"]["ingress"][0]["ports"] == [{"port": "webhook", "protocol": "TCP"}]
 
 
-def test_guardrail_objects_depend_on_the_components_that_make_their_namespaces(
+def test_guardrail_objects_wait_for_their_own_namespace_and_quotas_for_the_defaults(
     pi_k3s: mockrun.Result,
 ) -> None:
+    namespaces = {
+        r.plain_inputs["metadata"]["name"]: r.key for r in pi_k3s.by_type("kubernetes:core/v1:Namespace")
+    }
     regs = [r for r in pi_k3s.registrations if r.parent == "pi-cluster:guardrails:Guardrails::guardrails"]
-    assert regs
-    assert all("kubernetes:core/v1:Namespace::secrets-namespace" in r.depends_on for r in regs)
+    kinds = {r.plain_inputs["kind"] for r in regs}
+    assert kinds == {"NetworkPolicy", "ResourceQuota", "LimitRange"}
+    defaults = {r.plain_inputs["metadata"]["namespace"]: r.key for r in regs if r.type.endswith("LimitRange")}
+    assert "external-services" not in defaults  # podless: a quota of zero pods, nothing to default
+    for r in regs:
+        ns = r.plain_inputs["metadata"]["namespace"]
+        expected = {namespaces[ns]}
+        if r.plain_inputs["kind"] == "ResourceQuota" and ns in defaults:
+            expected.add(defaults[ns])
+        assert set(r.depends_on) == expected, r.key
+
+
+def test_namespace_resources_are_registered_once_and_a_missing_one_is_named() -> None:
+    reg = WorkloadRegistry()
+    ns = object()
+    reg.add_namespace("media", ns)  # type: ignore[arg-type]
+    assert reg.namespace_resource("media") is ns
+    with pytest.raises(ValueError, match="namespace media created twice"):
+        reg.add_namespace("media", ns)  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="namespace photos has no Namespace resource"):
+        reg.namespace_resource("photos")
 
 
 # ---------------------------------------------------------------------------------------------

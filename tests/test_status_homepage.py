@@ -8,11 +8,14 @@ import tomllib
 from collections import Counter
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
 from components import homepage as hp
+from components import k8s as kb
 from components import status as st
+from components.capacity import WorkloadRegistry
 from components.monitoring import grafana_route
 from components.routes import Dashboard, Route, RouteError, RouteRegistry
 from config.settings import Settings, parse
@@ -32,6 +35,7 @@ JELLYFIN = Route(
 
 
 ORIGINAL_FREEZE = RouteRegistry.freeze
+ORIGINAL_WORKLOADS_INIT = WorkloadRegistry.__init__
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +44,31 @@ def settings(stack_values: dict[str, Any]) -> Settings:
 
 
 def run_with(monkeypatch: pytest.MonkeyPatch, *extra: Route, **overrides: Any) -> mockrun.Result:
-    """Run the stack as if other components had declared ``extra`` routes before the freeze."""
+    """Run the stack as if other components had declared ``extra`` routes before the freeze,
+    each creating its route's namespace when no component does (as an app component would)."""
     original = ORIGINAL_FREEZE
+    registries: list[WorkloadRegistry] = []
+
+    def init(self: WorkloadRegistry) -> None:
+        ORIGINAL_WORKLOADS_INIT(self)
+        registries.append(self)
 
     def freeze(self: RouteRegistry) -> tuple[Route, ...]:
         if not self.frozen:
             for route in extra:
                 self.add(route)
+                try:
+                    registries[-1].namespace_resource(route.namespace)
+                except KeyError:
+                    kb.namespace(
+                        route.namespace,
+                        resource_name=f"{route.namespace}-namespace",
+                        opts=pulumi.ResourceOptions(),
+                        workloads=registries[-1],
+                    )
         return original(self)
 
+    monkeypatch.setattr(WorkloadRegistry, "__init__", init)
     monkeypatch.setattr(RouteRegistry, "freeze", freeze)
     return mockrun.run("pi-k3s", overrides=overrides)
 
@@ -174,7 +194,8 @@ def test_adding_one_route_adds_one_tile_and_one_monitor(
     ]
     assert len(new_ingresses) == 1 and new[new_ingresses[0]]["metadata"]["name"] == "jellyfin"
     assert set(new) - set(old) - set(new_ingresses) == {
-        "kubernetes:external-secrets.io/v1:ExternalSecret::homepage-homepage-jellyfin-externalsecret"
+        "kubernetes:external-secrets.io/v1:ExternalSecret::homepage-homepage-jellyfin-externalsecret",
+        "kubernetes:core/v1:Namespace::jellyfin-namespace",  # made by the app component, as it would
     }
     changed = sorted(k for k in old if old[k] != new.get(k))
     assert changed == [
