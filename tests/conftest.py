@@ -12,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tools import batch  # noqa: E402
+
+batch.collect_rarely()  # the session runs the program many times: a batch too (tools/batch.py)
+
 from tools import mockrun  # noqa: E402
 
 # Beside the project in CI; CRD_SCHEMAS points elsewhere (e.g. from a git worktree).

@@ -12,6 +12,11 @@ import argparse
 import sys
 from typing import Any
 
+from tools import batch
+
+if __name__ == "__main__":  # one short batch run: before the SDK imports below (tools/batch.py)
+    batch.collect_rarely()
+
 from tools import mockrun
 
 COLUMNS = (
@@ -67,4 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    batch.skip_collections_at_exit()
+    sys.exit(code)

@@ -17,6 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tools import batch
+
+if __name__ == "__main__":  # one short batch run: before the SDK imports below (tools/batch.py)
+    batch.collect_rarely()
+
 import yaml
 
 from tools import mockrun
@@ -147,4 +152,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    batch.skip_collections_at_exit()
+    sys.exit(code)
