@@ -79,8 +79,8 @@ class BackupsArgs:
     volumes: VolumeRegistry
     secrets: Secrets
     postgres_host: str  # in-cluster name of Immich's PostgreSQL service
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
     # Immich's PostgreSQL pods (namespace, selector): the dump and the drill connect to them.
     postgres_pods: tuple[str, Mapping[str, str]] | None = None
 
@@ -205,8 +205,7 @@ class Backups(pulumi.ComponentResource):
         }
         if exception_reason:
             template["metadata"]["annotations"] = {kb.EXCEPTIONS_ANNOTATION: exception_reason}
-        if self._args.workloads is not None:
-            self._args.workloads.add(from_pod_spec(job, NAMESPACE, template["spec"], kind="CronJob"))
+        self._args.workloads.add(from_pod_spec(job, NAMESPACE, template["spec"], kind="CronJob"))
         return k8s.batch.v1.CronJob(
             f"{self._name}-{job}",
             metadata=kb.metadata(
@@ -351,7 +350,7 @@ class Backups(pulumi.ComponentResource):
 
     def _postgres_flow(self, job: str) -> None:
         a = self._args
-        if a.flows is not None and a.postgres_pods is not None:
+        if a.postgres_pods is not None:
             namespace, pods = a.postgres_pods
             a.flows.add(
                 Flow(

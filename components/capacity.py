@@ -202,8 +202,8 @@ class ServiceInfo:
 
 
 class WorkloadRegistry:
-    """Every workload (and selecting Service) the stack declares; capacity and NetworkPolicies
-    derive from it."""
+    """Every workload, selecting Service and Namespace the stack declares; the capacity proof and
+    the guardrails (NetworkPolicies, quotas, what they wait for) derive from it."""
 
     def __init__(self) -> None:
         self._workloads: dict[str, Workload] = {}

@@ -196,8 +196,8 @@ class DnsStackArgs:
     volumes: VolumeRegistry
     metrics: MetricsRegistry
     # The guardrails registries: workloads for the capacity proof, flows for NetworkPolicies.
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 class DnsStack(pulumi.ComponentResource):
@@ -258,8 +258,6 @@ class DnsStack(pulumi.ComponentResource):
         """Pi-hole (hostNetwork: from a node) -> Unbound; the exporters and reconcile Jobs -> the
         Pi-hole API (Pi-hole itself is on the host network, so this only documents the need)."""
         flows = self._args.flows
-        if flows is None:
-            return
         flows.add(
             Flow(
                 "pihole-to-unbound",

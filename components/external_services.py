@@ -25,7 +25,7 @@ class ExternalServicesArgs:
     settings: Settings
     provider: k8s.Provider
     routes: RouteRegistry
-    workloads: WorkloadRegistry | None = None
+    workloads: WorkloadRegistry
 
 
 def service_name(device: LanDevice) -> str:

@@ -72,8 +72,8 @@ class HomepageArgs:
     provider: k8s.Provider
     routes: Sequence[Route]  # the frozen registry
     secrets: Secrets
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 def homepage_route() -> Route:
@@ -365,7 +365,6 @@ class Homepage(pulumi.ComponentResource):
             opts=in_ns,
             workloads=args.workloads,
         )
-        if args.workloads is not None and args.flows is not None:
-            args.flows.add_all(backend_flows(args.workloads, pairs))
+        args.flows.add_all(backend_flows(args.workloads, pairs))
         self.services = [t.name for _, t in pairs]
         self.register_outputs({"services": self.services})

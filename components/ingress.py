@@ -55,9 +55,9 @@ class IngressTlsArgs:
     secrets: Secrets
     cloudflare_api_token: pulumi.Output[str]
     cloudflare_zone_id: pulumi.Output[str]
-    metrics: MetricsRegistry | None = None
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    metrics: MetricsRegistry
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 class _Controller(Protocol):
@@ -72,7 +72,7 @@ class _Controller(Protocol):
 
     def scrape_target(self) -> ScrapeTarget: ...
 
-    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None: ...
+    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry) -> None: ...
 
     def route_objects(
         self, tls: IngressTls, route: Route, opts: pulumi.ResourceOptions
@@ -114,7 +114,7 @@ class _Nginx:
             port="metrics",
         )
 
-    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry) -> None:
         """The controller DaemonSet and its Services as chart 4.15.1 templates them (selector:
         name/instance + component controller; metrics Service port ``metrics`` 10254, admission
         webhook Service 443 -> container port ``webhook``)."""
@@ -141,10 +141,9 @@ class _Nginx:
         workloads.service(
             "ingress-nginx-controller-admission", self.namespace, pods, {443: "webhook"}, labels=pods
         )
-        if flows is not None:
-            flows.add(Flow("https-from-lan", _lan_peer(s), self.namespace, pods, (443,)))
-            # The API server calls the validating webhook from the host network.
-            flows.add(Flow("admission-webhook", Peer(nodes=True), self.namespace, pods, ("webhook",)))
+        flows.add(Flow("https-from-lan", _lan_peer(s), self.namespace, pods, (443,)))
+        # The API server calls the validating webhook from the host network.
+        flows.add(Flow("admission-webhook", Peer(nodes=True), self.namespace, pods, ("webhook",)))
 
     def route_objects(self, tls: IngressTls, route: Route, opts: pulumi.ResourceOptions) -> dict[str, str]:
         prefix = "nginx.ingress.kubernetes.io"
@@ -204,7 +203,7 @@ class _Traefik:
             port="metrics",
         )
 
-    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+    def declare(self, s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry) -> None:
         """The DaemonSet and its Services as traefik chart 41.x templates them (instance label
         ``<release>-<namespace>``; websecure container port 8443 behind hostPort 443; metrics
         Service ``traefik-metrics`` port ``metrics`` 9100)."""
@@ -228,8 +227,7 @@ class _Traefik:
             labels=pods,
             port_names={"metrics": 9100},
         )
-        if flows is not None:
-            flows.add(Flow("https-from-lan", _lan_peer(s), self.namespace, pods, ("websecure",)))
+        flows.add(Flow("https-from-lan", _lan_peer(s), self.namespace, pods, ("websecure",)))
 
     def route_objects(self, tls: IngressTls, route: Route, opts: pulumi.ResourceOptions) -> dict[str, str]:
         crd_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[tls.controller]))
@@ -293,7 +291,7 @@ def _lan_peer(s: Settings) -> Peer:
     return Peer(nodes=True, cidrs=(s.lan_cidr,))
 
 
-def declare_cert_manager(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+def declare_cert_manager(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry) -> None:
     """cert-manager's three Deployments and its Services as chart v1.21.1 templates them
     (controller metrics Service ``cert-manager`` port ``http-metrics`` 9402; webhook Service
     443 -> container port ``https``)."""
@@ -315,10 +313,7 @@ def declare_cert_manager(s: Settings, workloads: WorkloadRegistry, flows: FlowRe
         port_names={"http-metrics": 9402},
     )
     workloads.service("cert-manager-webhook", CERT_MANAGER_NAMESPACE, webhook, {443: "https"}, labels=webhook)
-    if flows is not None:
-        flows.add(
-            Flow("webhook-from-api-server", Peer(nodes=True), CERT_MANAGER_NAMESPACE, webhook, ("https",))
-        )
+    flows.add(Flow("webhook-from-api-server", Peer(nodes=True), CERT_MANAGER_NAMESPACE, webhook, ("https",)))
 
 
 CONTROLLERS: dict[str, type[_Nginx] | type[_Traefik]] = {"ingress-nginx": _Nginx, "traefik": _Traefik}
@@ -362,18 +357,14 @@ class IngressTls(pulumi.ComponentResource):
             workloads=args.workloads,
         )
         chart = getattr(s.ingress, s.ingress.controller.replace("-", "_")).chart
-        self.controller = k8s.helm.v3.Release(
-            f"{name}-controller",
-            name=s.ingress.controller,
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repo},
-            namespace=self._impl.namespace,
-            values=self._impl.values(s),
+        self.controller = kb.helm_release(
+            s.ingress.controller,
+            self._impl.namespace,
+            chart,
+            self._impl.values(s),
+            resource_name=f"{name}-controller",
             value_yaml_files=self._impl.value_files(),
             allow_null_values=True,
-            atomic=True,
-            cleanup_on_fail=True,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[controller_ns]),
         )
 
@@ -384,16 +375,12 @@ class IngressTls(pulumi.ComponentResource):
             workloads=args.workloads,
         )
         cm = s.ingress.cert_manager
-        self.cert_manager = k8s.helm.v3.Release(
-            f"{name}-cert-manager",
-            name="cert-manager",
-            chart=cm.chart.chart,
-            version=cm.chart.version,
-            repository_opts={"repo": cm.chart.repo},
-            namespace=CERT_MANAGER_NAMESPACE,
-            values=cert_manager_values(s),
-            atomic=True,
-            cleanup_on_fail=True,
+        self.cert_manager = kb.helm_release(
+            "cert-manager",
+            CERT_MANAGER_NAMESPACE,
+            cm.chart,
+            cert_manager_values(s),
+            resource_name=f"{name}-cert-manager",
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[cm_ns]),
         )
 
@@ -435,22 +422,20 @@ class IngressTls(pulumi.ComponentResource):
             comment="pi-cluster: every route's host resolves to the ingress node",
             opts=pulumi.ResourceOptions(parent=self, provider=cf),
         )
-        if args.workloads is not None:
-            self._impl.declare(s, args.workloads, args.flows)
-            declare_cert_manager(s, args.workloads, args.flows)
-        if args.metrics is not None:
-            args.metrics.add(self._impl.scrape_target())
-            args.metrics.add(
-                ScrapeTarget(
-                    name="cert-manager",
-                    namespace=CERT_MANAGER_NAMESPACE,
-                    selector={
-                        "app.kubernetes.io/name": "cert-manager",
-                        "app.kubernetes.io/component": "controller",
-                    },
-                    port="http-metrics",
-                )
+        self._impl.declare(s, args.workloads, args.flows)
+        declare_cert_manager(s, args.workloads, args.flows)
+        args.metrics.add(self._impl.scrape_target())
+        args.metrics.add(
+            ScrapeTarget(
+                name="cert-manager",
+                namespace=CERT_MANAGER_NAMESPACE,
+                selector={
+                    "app.kubernetes.io/name": "cert-manager",
+                    "app.kubernetes.io/component": "controller",
+                },
+                port="http-metrics",
             )
+        )
 
     @property
     def class_name(self) -> str:

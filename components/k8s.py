@@ -17,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.capacity import ServiceInfo, WorkloadRegistry, from_pod_spec
-from config.types import Resources
+from config.types import Chart, Resources
 
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 
@@ -537,7 +537,7 @@ def job(
     spec: dict[str, Any] = {"backoffLimit": backoff_limit, "template": template}
     if deadline_seconds:
         spec["activeDeadlineSeconds"] = deadline_seconds
-    resource = _workload(
+    return _workload(
         "Job",
         k8s.batch.v1.Job,
         name,
@@ -553,7 +553,6 @@ def job(
         checkov_skips=checkov_skips,
         extra_annotations=annotations,
     )
-    return resource
 
 
 def service(
@@ -658,5 +657,36 @@ def pvc(
         resource_name,
         metadata=metadata(name, namespace, app or name, annotations=annotations),
         spec=spec,
+        opts=opts,
+    )
+
+
+def helm_release(
+    release: str,
+    namespace: str,
+    chart: Chart,
+    values: Mapping[str, Any],
+    *,
+    opts: pulumi.ResourceOptions,
+    resource_name: str,
+    timeout: int | None = None,
+    value_yaml_files: Sequence[pulumi.Asset] | None = None,
+    allow_null_values: bool | None = None,
+) -> k8s.helm.v3.Release:
+    """A release of a pinned chart. Atomic, cleaning up on failure: a failed install or upgrade
+    rolls back, so a bad values change never leaves a half-upgraded platform behind."""
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release,
+        chart=chart.chart,
+        version=chart.version,
+        repository_opts={"repo": chart.repo},
+        namespace=namespace,
+        values=values,
+        value_yaml_files=value_yaml_files,
+        allow_null_values=allow_null_values,
+        atomic=True,
+        cleanup_on_fail=True,
+        timeout=timeout,
         opts=opts,
     )

@@ -43,8 +43,8 @@ class MediaArgs:
     routes: RouteRegistry
     volumes: VolumeRegistry
     secrets: Secrets
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 # The immich chart's bjw-s common 4.4.0 labels: name = the part's nameOverride, instance = release,
@@ -57,7 +57,7 @@ def immich_pods(part: str) -> dict[str, str]:
     }
 
 
-def declare_immich(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+def declare_immich(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry) -> None:
     """Immich's server and Valkey (chart values: resources, pinned by defaultPodOptions), their
     Services, and the server's flows to its database and queue."""
     values = immich_values(s)
@@ -69,11 +69,10 @@ def declare_immich(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry
         )
     for part, ports in (("server", {IMMICH_PORT: "http"}), ("valkey", {6379: "redis"})):
         workloads.service(f"immich-{part}", IMMICH_NS, immich_pods(part), ports, labels=immich_pods(part))
-    if flows is not None:
-        server = Peer(IMMICH_NS, immich_pods("server"))
-        postgres = kb.selector(POSTGRES_SERVICE)
-        flows.add(Flow("immich-server-to-postgresql", server, IMMICH_NS, postgres, ("postgres",)))
-        flows.add(Flow("immich-server-to-valkey", server, IMMICH_NS, immich_pods("valkey"), ("redis",)))
+    server = Peer(IMMICH_NS, immich_pods("server"))
+    postgres = kb.selector(POSTGRES_SERVICE)
+    flows.add(Flow("immich-server-to-postgresql", server, IMMICH_NS, postgres, ("postgres",)))
+    flows.add(Flow("immich-server-to-valkey", server, IMMICH_NS, immich_pods("valkey"), ("redis",)))
 
 
 def nfs_volume(
@@ -282,18 +281,13 @@ class Media(pulumi.ComponentResource):
             opts=self._opts(ns),
         )
         postgres = self._postgres(node, secret, data)
-        if a.workloads is not None:
-            declare_immich(s, a.workloads, a.flows)
-        self.immich_release = k8s.helm.v3.Release(
-            f"{name}-immich",
-            name="immich",
-            chart=im.chart.chart,
-            version=im.chart.version,
-            repository_opts={"repo": im.chart.repo},
-            namespace=IMMICH_NS,
-            values=immich_values(s),
-            atomic=True,
-            cleanup_on_fail=True,
+        declare_immich(s, a.workloads, a.flows)
+        self.immich_release = kb.helm_release(
+            "immich",
+            IMMICH_NS,
+            im.chart,
+            immich_values(s),
+            resource_name=f"{name}-immich",
             timeout=900,
             opts=self._opts(ns, library, valkey, secret, postgres),
         )

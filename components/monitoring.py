@@ -67,8 +67,8 @@ class MonitoringArgs:
     routes: RouteRegistry
     volumes: VolumeRegistry
     secrets: Secrets
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 def grafana_route() -> Route:
@@ -272,7 +272,7 @@ GRAFANA_PODS = {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance
 KSM_PODS = {"app.kubernetes.io/name": "kube-state-metrics", "app.kubernetes.io/instance": RELEASE}
 
 
-def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry | None) -> None:
+def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry) -> None:
     """What the chart runs, with the resources and placement :func:`chart_values` gives it: the
     operator, Prometheus and Alertmanager (each with its config-reloader sidecar), Grafana with
     its sidecars, kube-state-metrics (movable) and node-exporter (a DaemonSet that
@@ -319,8 +319,6 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegis
     )
     for name, pods, ports in services:
         workloads.service(name, NAMESPACE, pods, ports, labels=pods)
-    if flows is None:
-        return
     prometheus = Peer(NAMESPACE, PROMETHEUS_PODS)
     for flow in (
         # The chart's own ServiceMonitors: Prometheus scrapes itself, Alertmanager, the operator,
@@ -395,8 +393,7 @@ class Monitoring(pulumi.ComponentResource):
             workloads=args.workloads,
         )
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
-        if args.workloads is not None:
-            declare_workloads(s, args.workloads, args.flows)
+        declare_workloads(s, args.workloads, args.flows)
         admin = args.secrets.external_secret(
             GRAFANA_ADMIN_SECRET, NAMESPACE, GRAFANA_ADMIN_REFS, parent=self, depends_on=[ns]
         )
@@ -426,16 +423,12 @@ class Monitoring(pulumi.ComponentResource):
             for stem, text in dashboards.items()
         ]
         chart = s.monitoring.chart
-        self.release = k8s.helm.v3.Release(
-            f"{name}-kube-prometheus-stack",
-            name=RELEASE,
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repo},
-            namespace=NAMESPACE,
-            values=chart_values(s),
-            atomic=True,
-            cleanup_on_fail=True,
+        self.release = kb.helm_release(
+            RELEASE,
+            NAMESPACE,
+            chart,
+            chart_values(s),
+            resource_name=f"{name}-kube-prometheus-stack",
             timeout=900,
             opts=pulumi.ResourceOptions(
                 parent=self,

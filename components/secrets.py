@@ -31,8 +31,8 @@ class SecretsArgs:
     settings: Settings
     provider: k8s.Provider
     onepassword_token: pulumi.Output[str]
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 class Secrets(pulumi.ComponentResource):
@@ -50,30 +50,24 @@ class Secrets(pulumi.ComponentResource):
 
         ns = kb.namespace(NAMESPACE, resource_name=f"{name}-namespace", opts=child, workloads=args.workloads)
         chart = s.secrets.chart
-        self.release = k8s.helm.v3.Release(
-            f"{name}-eso",
-            name="external-secrets",
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts={"repo": chart.repo},
-            namespace=NAMESPACE,
-            values=eso_values(s),
-            atomic=True,
-            cleanup_on_fail=True,
+        self.release = kb.helm_release(
+            "external-secrets",
+            NAMESPACE,
+            chart,
+            eso_values(s),
+            resource_name=f"{name}-eso",
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns]),
         )
-        if args.workloads is not None:
-            declare_workloads(s, args.workloads)
-        if args.flows is not None:
-            args.flows.add(
-                Flow(
-                    "apiserver-to-webhook",
-                    Peer(nodes=True),
-                    NAMESPACE,
-                    {"app.kubernetes.io/name": "external-secrets-webhook"},
-                    ("webhook",),
-                )
+        declare_workloads(s, args.workloads)
+        args.flows.add(
+            Flow(
+                "apiserver-to-webhook",
+                Peer(nodes=True),
+                NAMESPACE,
+                {"app.kubernetes.io/name": "external-secrets-webhook"},
+                ("webhook",),
             )
+        )
         token = k8s.core.v1.Secret(
             f"{name}-onepassword-token",
             metadata=kb.metadata(TOKEN_SECRET, NAMESPACE, "external-secrets"),

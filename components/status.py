@@ -51,8 +51,8 @@ class StatusArgs:
     routes: Sequence[Route]  # the frozen registry
     volumes: VolumeRegistry
     secrets: Secrets
-    workloads: WorkloadRegistry | None = None
-    flows: FlowRegistry | None = None
+    workloads: WorkloadRegistry
+    flows: FlowRegistry
 
 
 def status_route(s: Settings) -> Route:
@@ -232,27 +232,26 @@ class Status(pulumi.ComponentResource):
             opts=in_ns,
             workloads=args.workloads,
         )
-        if args.workloads is not None and args.flows is not None:
-            kuma_pods = Peer(NAMESPACE, kb.selector(APP))
-            args.flows.add_all(
-                [
+        kuma_pods = Peer(NAMESPACE, kb.selector(APP))
+        args.flows.add_all(
+            [
+                url_flow(
+                    args.workloads,
+                    "autokuma-to-uptime-kuma",
+                    Peer(NAMESPACE, kb.selector("autokuma")),
+                    KUMA_URL,
+                ),
+                *(
                     url_flow(
                         args.workloads,
-                        "autokuma-to-uptime-kuma",
-                        Peer(NAMESPACE, kb.selector("autokuma")),
-                        KUMA_URL,
-                    ),
-                    *(
-                        url_flow(
-                            args.workloads,
-                            f"uptime-kuma-to-{url.split('://')[1].split('.')[0]}",
-                            kuma_pods,
-                            url,
-                        )
-                        for url in probed_urls(s)
-                    ),
-                ]
-            )
+                        f"uptime-kuma-to-{url.split('://')[1].split('.')[0]}",
+                        kuma_pods,
+                        url,
+                    )
+                    for url in probed_urls(s)
+                ),
+            ]
+        )
 
         monitors_cm = k8s.core.v1.ConfigMap(
             f"{name}-monitors",
