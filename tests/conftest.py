@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from tools import batch  # noqa: E402
 
 batch.collect_rarely()  # the session runs the program many times: a batch too (tools/batch.py)
 
+from config.settings import Settings, parse  # noqa: E402
 from tools import mockrun  # noqa: E402
 
 # Beside the project in CI; CRD_SCHEMAS points elsewhere (e.g. from a git worktree).
@@ -68,6 +70,19 @@ def any_rendered_dir(any_stack: mockrun.Result, tmp_path_factory: pytest.TempPat
     out = tmp_path_factory.mktemp(f"rendered-{any_stack.stack}")
     render.write(any_stack, out)
     return out
+
+
+def raw_config(stack: str = "pi-k3s") -> dict[str, Any]:
+    """Plain values of ``Pulumi.<stack>.yaml`` keyed without the project prefix, as ``parse``
+    takes them; read afresh on each call, so a test may change what it gets."""
+    values, _ = mockrun.stack_config(stack)
+    return {k.split(":", 1)[1]: v for k, v in values.items()}
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The pi-k3s stack's settings (the stack file, validated)."""
+    return parse(raw_config())
 
 
 @pytest.fixture(scope="session")

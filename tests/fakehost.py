@@ -14,18 +14,6 @@ from typing import Any
 
 ROOT = Path(os.environ["PI_CLUSTER_ROOT"])
 FAKE = ROOT / ".fake"
-STUBS = (
-    "sudo",
-    "systemctl",
-    "nmcli",
-    "swapoff",
-    "systemd-run",
-    "curl",
-    "kubectl",
-    "hostname",
-    "sleep",
-    "reboot",
-)
 
 
 def load() -> dict[str, Any]:

@@ -3,13 +3,13 @@ dependencies, secrets hidden, and bad node settings refused naming the node."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
 from components.cluster import reboot_dial_limit, rewrite_kubeconfig, server_config
 from config.settings import SettingsError, parse
+from tests.conftest import raw_config
 from tools import mockrun
 
 CMD = "command:remote:Command"
@@ -120,7 +120,7 @@ def test_parameters_go_through_environment_and_scripts_are_files(pi_k3s: mockrun
 
 
 def test_version_change_reinstalls_server_then_agents() -> None:
-    run = mockrun.run(overrides={"pi-cluster:k3s": {**_raw()["k3s"], "version": "v1.33.7+k3s1"}})
+    run = mockrun.run(overrides={"pi-cluster:k3s": {**raw_config()["k3s"], "version": "v1.33.7+k3s1"}})
     for name in ("pi-k3s-install", *[f"{a}-join" for a in AGENTS]):
         reg = _cmd(run, name)
         assert reg.plain_inputs["environment"]["INSTALL_K3S_VERSION"] == "v1.33.7+k3s1"
@@ -131,7 +131,7 @@ def test_version_change_reinstalls_server_then_agents() -> None:
 
 
 def test_dns_and_removal_settings_reach_the_commands() -> None:
-    raw = _raw()
+    raw = raw_config()
     raw["nodes"][2]["staticDns"] = False
     raw["nodes"][1]["dnsResolvers"] = ["9.9.9.9"]
     raw["k3s"]["allowUninstall"] = True
@@ -147,7 +147,7 @@ def test_dns_and_removal_settings_reach_the_commands() -> None:
 
 
 def test_removing_an_agent_leaves_only_its_removal_to_the_engine(pi_k3s: mockrun.Result) -> None:
-    raw = _raw()
+    raw = raw_config()
     # The secondary Pi-hole lives on pi3-worker-2: it goes with the node.
     dns = {**raw["dns"], "instances": [i for i in raw["dns"]["instances"] if i["node"] != "pi3-worker-2"]}
     run = mockrun.run(overrides={"pi-cluster:nodes": raw["nodes"][:2], "pi-cluster:dns": dns})
@@ -174,17 +174,12 @@ def test_kubeconfig_rewrite_and_reboot_bound() -> None:
 # -- bad input names the node -------------------------------------------------------------
 
 
-def _raw() -> dict[str, Any]:
-    values, _ = mockrun.stack_config("pi-k3s")
-    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in values.items()}
-
-
 def _settings() -> Any:
-    return parse(_raw())
+    return parse(raw_config())
 
 
 def _edit(mutate: Any) -> str:
-    raw = _raw()
+    raw = raw_config()
     mutate(raw)
     with pytest.raises(SettingsError) as info:
         parse(raw)
@@ -253,7 +248,7 @@ def test_bad_node_settings_are_refused_naming_the_node(mutate: Any, fragments: l
 
 
 def test_good_node_settings_pass() -> None:
-    raw = _raw()
+    raw = raw_config()
     raw["nodes"][1].update(dnsResolvers=["9.9.9.9"], nmConnection="preconfigured", staticDns=False)
     raw["k3s"].update(extraServerConfig={"kubelet-arg": ["max-pods=60"]}, allowUninstall=True)
     s = parse(raw)

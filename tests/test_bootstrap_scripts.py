@@ -39,6 +39,7 @@ class Host:
             "kubectl",
             "hostname",
             "sleep",
+            "reboot",  # none of the scripts calls it directly; if one did, it is only recorded
         ):
             (self.stubs / name).write_text(launcher)
             (self.stubs / name).chmod(0o755)

@@ -10,17 +10,8 @@ import pytest
 from components import capacity
 from components.capacity import CapacityError, Workload, WorkloadRegistry, from_values
 from config.settings import Settings, SettingsError, parse
+from tests.conftest import raw_config
 from tools import mockrun
-
-
-def _raw() -> dict[str, Any]:
-    values, _ = mockrun.stack_config("pi-k3s")
-    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in values.items()}
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return parse(_raw())
 
 
 def res(cpu: str, mem: str, limit: str, cpu_limit: str | None = None) -> dict[str, Any]:
@@ -143,7 +134,7 @@ def test_daemonsets_land_on_every_eligible_node(settings: Settings) -> None:
 
 
 def test_taints_and_affinity_are_respected() -> None:
-    raw = _raw()
+    raw = raw_config()
     raw["nodes"][1]["taints"] = [{"key": "dedicated", "value": "dns", "effect": "NoSchedule"}]
     s = parse(raw)
     affinity = {
@@ -195,17 +186,17 @@ def test_registry_refuses_duplicates() -> None:
 
 
 def test_reserve_settings_are_validated() -> None:
-    raw = _raw()
+    raw = raw_config()
     del raw["guardrails"]["reserve"]["pi3"]
     with pytest.raises(
         SettingsError, match=r"pi-cluster:guardrails.reserve: no reserve for node class 'pi3'"
     ):
         parse(raw)
-    raw = _raw()
+    raw = raw_config()
     raw["guardrails"]["reserve"]["pi3"]["memory"] = "2Gi"
     with pytest.raises(SettingsError, match=r"pi-cluster:guardrails.reserve.pi3: .* leaves nothing"):
         parse(raw)
-    raw = _raw()
+    raw = raw_config()
     raw["guardrails"]["headroom"] = 1.5
     with pytest.raises(SettingsError, match=r"pi-cluster:guardrails.headroom"):
         parse(raw)
@@ -317,7 +308,7 @@ def test_the_program_fails_at_preview_when_a_node_is_too_small() -> None:
     values, _ = mockrun.stack_config("pi-k3s")
     nodes = copy.deepcopy(values["pi-cluster:nodes"])
     nodes[0]["hardware"]["memory"] = "1Gi"
-    raw = _raw()
+    raw = raw_config()
     raw["guardrails"]["reserve"]["pi5"] = {"cpu": "500m", "memory": "256Mi"}
     secrets_cfg = copy.deepcopy(values["pi-cluster:secrets"])
     secrets_cfg["resources"] = {"cpuRequest": "10m", "memoryRequest": "64Mi", "memoryLimit": "2Gi"}

@@ -12,20 +12,10 @@ import pytest
 from components.dns import UNBOUND_ROOT, content_hash, lists_data, unbound_conf
 from config.settings import MiB, Settings, SettingsError, parse
 from config.types import memory_bytes
-from tests.conftest import require_tool
+from tests.conftest import raw_config, require_tool
 from tools import mockrun
 
 NS = "pihole"
-
-
-def _raw() -> dict[str, Any]:
-    values, _ = mockrun.stack_config("pi-k3s")
-    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in values.items()}
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return parse(_raw())
 
 
 def _container(obj: dict[str, Any], name: str) -> dict[str, Any]:
@@ -143,7 +133,7 @@ def test_unbound_caches_fit_the_memory_limit(
 @pytest.mark.parametrize(("limit", "threads"), [("128Mi", 1), ("256Mi", 4), ("512Mi", 2)])
 def test_unbound_sizing_scales_with_the_limit(limit: str, threads: int, tmp_path: Path) -> None:
     tool = require_tool("unbound-checkconf")
-    raw = _raw()
+    raw = raw_config()
     raw["dns"]["unbound"]["resources"]["memoryLimit"] = limit
     raw["dns"]["unbound"]["threads"] = threads
     s = parse(raw)
@@ -362,7 +352,7 @@ def test_reconciler_job_name_follows_list_content(
     # a different list gives a different Job
     shorter = tmp_path / "adlists.txt"
     shorter.write_text("\n".join(settings.dns.adlists[1:]) + "\n")
-    raw = _raw()
+    raw = raw_config()
     raw["dns"]["adlistsFile"] = str(shorter)
     assert content_hash(lists_data(parse(raw))) != digest
     # a comment-only edit does not
@@ -393,7 +383,7 @@ def test_reconciler_job_runs_the_script_against_pihole(pi_k3s: mockrun.Result, s
 def _with_adlists(tmp_path: Path, text: str) -> dict[str, Any]:
     f = tmp_path / "adlists.txt"
     f.write_text(text)
-    raw = _raw()
+    raw = raw_config()
     raw["dns"]["adlistsFile"] = str(f)
     return raw
 
@@ -426,14 +416,14 @@ def test_duplicate_adlist_url_is_reported(tmp_path: Path) -> None:
 def test_bad_allowlist_domain_is_rejected(tmp_path: Path) -> None:
     f = tmp_path / "allow.txt"
     f.write_text("good.example.com\nNot A Domain\n")
-    raw = _raw()
+    raw = raw_config()
     raw["dns"]["allowlistFile"] = str(f)
     with pytest.raises(SettingsError, match=r"allow.txt:2: 'Not A Domain' is not a lowercase domain name"):
         parse(raw)
 
 
 def test_missing_list_file_is_rejected(tmp_path: Path) -> None:
-    raw = _raw()
+    raw = raw_config()
     raw["dns"]["adlistsFile"] = str(tmp_path / "nope.txt")
     with pytest.raises(SettingsError, match=r"nope.txt: cannot read"):
         parse(raw)
@@ -466,7 +456,7 @@ def test_bad_adlist_registers_nothing(tmp_path: Path, stack_values: dict[str, An
     ids=["unbound-too-small", "unbound-too-big", "too-many-threads", "latest", "no-tag"],
 )
 def test_bad_dns_settings_rejected(edit: tuple[str, str, str | None, Any], fragment: str) -> None:
-    raw = _raw()
+    raw = raw_config()
     section, key, sub, value = edit
     if sub is None:
         raw["dns"][section][key] = value

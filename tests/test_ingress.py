@@ -14,10 +14,10 @@ import yaml
 from components.ingress import ACME_SERVERS, _Nginx, body_size_bytes
 from components.routes import Route, RouteError, RouteRegistry
 from config.settings import SettingsError, parse
-from tests.conftest import crd_schema_dir
+from tests.conftest import crd_schema_dir, raw_config
 from tests.ingress_runs import stack_values, with_app, with_ingress
 from tests.test_manifests import validate_builtin, validate_custom
-from tests.test_settings import _raw, _set
+from tests.test_settings import _set
 from tools import mockrun
 
 COMPONENT = "pi-cluster:ingress:IngressTls::ingress"
@@ -426,7 +426,7 @@ BAD = [
 
 @pytest.mark.parametrize(("edits", "fragments"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
 def test_bad_ingress_input_is_rejected(edits: dict[str, Any], fragments: list[str]) -> None:
-    raw = _raw()
+    raw = raw_config()
     for path, value in edits.items():
         _set(raw, path, value)
     with pytest.raises(SettingsError) as info:
@@ -484,7 +484,7 @@ def test_body_size_rejects_garbage(size: str) -> None:
 
 
 def test_nginx_verifies_https_backends_when_asked() -> None:
-    raw = _raw()
+    raw = raw_config()
     raw["ingress"]["verifyHttpsBackends"] = True
     tls = type("T", (), {"settings": parse(raw)})()
     notes = _Nginx().route_objects(tls, Route("u", "u", "n", "s", 443, protocol="https"), None)  # type: ignore[arg-type]

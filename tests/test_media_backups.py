@@ -17,6 +17,7 @@ from components.media import Media
 from components.routes import Route, RouteRegistry
 from components.volumes import StatefulVolume, VolumeRegistry, stateful_pvc
 from config.settings import SettingsError, image_major, parse
+from tests.conftest import raw_config
 from tools import mockrun
 
 CHART_REPO = Path("/work/.mirror/immich-app+immich-charts/repo")
@@ -403,11 +404,6 @@ def test_only_pvc_backup_runs_as_root(pi_k3s: mockrun.Result) -> None:
 # -- bad input at preview -------------------------------------------------------------------------
 
 
-def _raw() -> dict[str, Any]:
-    values, _ = mockrun.stack_config("pi-k3s")
-    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in values.items()}
-
-
 BAD = [
     ("media", ["jellyfin", "videoPath"], "volume1/video", "pi-cluster:media.jellyfin.videoPath"),
     ("media", ["immich", "libraryPath"], "/volume1/../etc", "pi-cluster:media.immich.libraryPath"),
@@ -448,7 +444,7 @@ BAD = [
     ("section", "path", "value", "key"), BAD, ids=[f"{b[0]}.{'.'.join(b[1])}={b[2]}" for b in BAD]
 )
 def test_bad_input_is_rejected(section: str, path: list[str], value: Any, key: str) -> None:
-    raw = _raw()
+    raw = raw_config()
     target = raw[section]
     for part in path[:-1]:
         target = target[part]
@@ -462,7 +458,7 @@ def test_bad_input_is_rejected(section: str, path: list[str], value: Any, key: s
 
 @pytest.mark.parametrize("schedule", ["0 2 * * 0", "*/15 * * * *", "30 2 1,15 * 1-5", "0 0 * * 7"])
 def test_good_cron_schedules_pass(schedule: str) -> None:
-    raw = _raw()
+    raw = raw_config()
     raw["backups"]["schedules"]["pvc"] = schedule
     assert parse(raw).backups.schedules.pvc == schedule
 

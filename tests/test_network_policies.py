@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -13,18 +12,12 @@ from components.capacity import WorkloadRegistry, from_values
 from components.guardrails import Flow, FlowRegistry, Peer
 from components.metrics import ScrapeTarget
 from components.routes import Route
-from config.settings import Settings, parse
+from config.settings import Settings
 from tools import mockrun
 
 INGRESS = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
 PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
 INGRESS_PEER = Peer(*INGRESS)
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    values, _ = mockrun.stack_config("pi-k3s")
-    return parse({k.split(":", 1)[1]: copy.deepcopy(v) for k, v in values.items()})
 
 
 def res() -> dict[str, Any]:

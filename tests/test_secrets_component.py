@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,8 +9,8 @@ import pytest
 
 from components.secrets import Secrets
 from config.settings import parse
+from tests.conftest import raw_config
 from tests.ingress_runs import stack_values, with_app
-from tests.test_settings import _raw
 from tools import mockrun
 
 ESO = "kubernetes:helm.sh/v3:Release::secrets-eso"
@@ -71,7 +70,7 @@ def test_helper_declares_an_external_secret_with_24h_refresh(pi_k3s: mockrun.Res
 
 
 def test_refresh_defaults_to_24h_when_unset() -> None:
-    raw = _raw()
+    raw = raw_config()
     del raw["secrets"]["refreshInterval"]
     assert parse(raw).secrets.refresh_interval == "24h"
     raw["secrets"]["refreshInterval"] = "1h"
@@ -94,7 +93,7 @@ def test_item_prefix_and_template(prefixed: mockrun.Result) -> None:
 
 @pytest.mark.parametrize("reference", ["no-field", "a/b/c", "/field", "item/"])
 def test_reference_must_be_item_slash_field(reference: str) -> None:
-    settings = parse(copy.deepcopy(_raw()))
+    settings = parse(raw_config())
     holder = SimpleNamespace(_settings=settings)
     with pytest.raises(ValueError, match="is not 'item/field'"):
         Secrets.item(holder, reference)  # type: ignore[arg-type]

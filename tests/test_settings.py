@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
 from config.settings import SettingsError, parse
+from tests.conftest import raw_config
 from tools import mockrun
 
 
-def _raw() -> dict[str, Any]:
-    values, _ = mockrun.stack_config("pi-k3s")
-    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in values.items()}
-
-
 def test_stack_file_is_valid() -> None:
-    s = parse(_raw())
+    s = parse(raw_config())
     assert s.server.name == "pi-k3s"
     assert [a.name for a in s.agents] == ["pi3-worker-1", "pi3-worker-2"]
     assert s.k3s.version == "v1.33.6+k3s1"
@@ -119,7 +114,7 @@ CASES = [
 
 @pytest.mark.parametrize(("edits", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_rejected_with_key_and_value(edits: dict[str, Any], fragments: list[str]) -> None:
-    raw = _raw()
+    raw = raw_config()
     for path, value in edits.items():
         _set(raw, path, value)
     with pytest.raises(SettingsError) as info:
@@ -130,7 +125,7 @@ def test_bad_input_is_rejected_with_key_and_value(edits: dict[str, Any], fragmen
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    raw = _raw()
+    raw = raw_config()
     _set(raw, "nodes.1.address", "192.168.1.300")
     _set(raw, "domain", "not a domain")
     with pytest.raises(SettingsError) as info:

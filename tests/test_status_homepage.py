@@ -18,7 +18,7 @@ from components import status as st
 from components.capacity import WorkloadRegistry
 from components.monitoring import grafana_route
 from components.routes import Dashboard, Route, RouteError, RouteRegistry
-from config.settings import Settings, parse
+from config.settings import Settings
 from tools import mockrun
 
 JELLYFIN = Route(
@@ -36,11 +36,6 @@ JELLYFIN = Route(
 
 ORIGINAL_FREEZE = RouteRegistry.freeze
 ORIGINAL_WORKLOADS_INIT = WorkloadRegistry.__init__
-
-
-@pytest.fixture(scope="module")
-def settings(stack_values: dict[str, Any]) -> Settings:
-    return parse({k.split(":", 1)[1]: v for k, v in stack_values.items()})
 
 
 def run_with(monkeypatch: pytest.MonkeyPatch, *extra: Route, **overrides: Any) -> mockrun.Result:
