@@ -1,11 +1,13 @@
-"""The README is the operator's guide: every command in its bash blocks names a Makefile target,
-a `pulumi` command, a script in the repository or a listed standard tool; its 1Password table
-covers every item the program reads; its outputs table matches the stack's outputs."""
+"""The README and docs/ are the operator's documentation: every command in the bash blocks of
+every Markdown file names a Makefile target, a `pulumi` command, a script in the repository or a
+listed standard tool; every relative link resolves inside the repository; the guide's 1Password
+table covers every item the program reads; its outputs table matches the stack's outputs."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,18 @@ from tests.test_workflows import make_targets_of, makefile_targets
 from tools import mockrun
 
 README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "operations.md"
+
+
+def markdown_files() -> list[Path]:
+    """Every Markdown file of the project (not the virtualenvs or node_modules)."""
+    skip = {"venv", ".venv", ".scan-venv", "node_modules", "rendered", ".git", ".cache"}
+    return sorted(p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts))
+
+
+def all_docs() -> str:
+    return "\n".join(p.read_text() for p in markdown_files())
+
 
 # Standard tools the guide may call besides make, pulumi and repository scripts, and why.
 STANDARD_TOOLS = {
@@ -97,14 +111,25 @@ def problems(text: str, targets: set[str]) -> list[str]:
     return found
 
 
-def test_readme_commands_name_targets_pulumi_scripts_or_listed_tools() -> None:
-    text = README.read_text()
-    assert len(bash_blocks(text)) >= 10
-    assert problems(text, makefile_targets()) == []
+def test_docs_exist_and_readme_is_the_front_door() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in markdown_files()}
+    assert {"README.md", "docs/architecture.md", "docs/operations.md"} <= names
+    assert len(README.read_text().splitlines()) <= 250
+    assert "```mermaid" in (ROOT / "docs" / "architecture.md").read_text()
+
+
+@pytest.mark.parametrize("doc", [p.relative_to(ROOT).as_posix() for p in markdown_files()])
+def test_doc_commands_name_targets_pulumi_scripts_or_listed_tools(doc: str) -> None:
+    assert problems((ROOT / doc).read_text(), makefile_targets()) == []
+
+
+def test_docs_have_commands() -> None:
+    assert len(bash_blocks(GUIDE.read_text())) >= 10
+    assert len(bash_blocks(README.read_text())) >= 2
 
 
 def test_the_guides_use_make_and_pulumi() -> None:
-    firsts = {words[0] for block in bash_blocks(README.read_text()) for words in commands(block) if words}
+    firsts = {words[0] for block in bash_blocks(all_docs()) for words in commands(block) if words}
     assert {"make", "pulumi", "kubectl", "ssh"} <= firsts
 
 
@@ -160,13 +185,13 @@ def referenced_items(result: mockrun.Result, prefix: str = "") -> set[tuple[str,
 
 def test_every_1password_reference_is_in_the_readme_table(pi_k3s: mockrun.Result, stack_values: Any) -> None:
     prefix = (stack_values.get("pi-cluster:onepassword") or {}).get("itemPrefix", "")
-    table = item_table(README.read_text())
+    table = item_table(GUIDE.read_text())
     assert ("pihole", "password") in table and len(table) >= 10
     assert referenced_items(pi_k3s, prefix) - table == set()
 
 
 def test_item_check_catches_a_missing_row() -> None:
-    table = item_table(README.read_text())
+    table = item_table(GUIDE.read_text())
     assert {("pihole", "password"), ("grafana", "admn-password")} - table == {("grafana", "admn-password")}
 
 
@@ -179,7 +204,7 @@ def documented_outputs(text: str) -> set[str]:
 
 
 def test_every_stack_output_is_documented_and_nothing_else(pi_k3s: mockrun.Result) -> None:
-    documented = documented_outputs(README.read_text())
+    documented = documented_outputs(GUIDE.read_text())
     assert set(pi_k3s.outputs) <= documented
     assert documented == set(pi_k3s.outputs)
     assert {"urls", "dnsServer", "nodes", "kubeconfig"} <= set(pi_k3s.outputs)
@@ -192,6 +217,62 @@ def test_every_listed_tool_has_a_reason(tool: str) -> None:
 
 
 def test_readme_keeps_the_lan_runner_and_secrets_explained() -> None:
-    text = section(README.read_text(), "## Delivery: pull requests and deploys")
+    text = section(GUIDE.read_text(), "## Delivery: pull requests and deploys")
     for needle in ("not reachable from the internet", "`lan`", "PULUMI_ACCESS_TOKEN", "DISCORD_WEBHOOK_URL"):
         assert needle in text
+
+
+# --- links ------------------------------------------------------------------------------------
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors: lower case, punctuation but `-` and `_` dropped, spaces to `-`."""
+    anchors = set()
+    for title in re.findall(r"^#{1,6} (.+)$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def broken_links(doc: Path, root: Path = ROOT) -> list[str]:
+    """Relative links of a Markdown file that leave the repository or name a missing file or
+    heading (absolute URLs are not followed)."""
+    found: list[str] = []
+    text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.M | re.S)
+    for m in LINK.finditer(text):
+        target = m.group(1) or m.group(2)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        if root not in dest.parents and dest != root:
+            found.append(f"{doc.name}: {target!r} leaves the repository")
+        elif not dest.exists():
+            found.append(f"{doc.name}: {target!r} does not exist")
+        elif anchor and dest.suffix == ".md" and anchor not in heading_anchors(dest.read_text()):
+            found.append(f"{doc.name}: {target!r} names no heading of {dest.name}")
+    return found
+
+
+@pytest.mark.parametrize("doc", [p.relative_to(ROOT).as_posix() for p in markdown_files()])
+def test_every_relative_link_resolves_inside_the_repository(doc: str) -> None:
+    assert broken_links(ROOT / doc) == []
+
+
+def test_link_check_catches_outside_missing_and_bad_anchor(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "README.md").write_text("# x\n")
+    (root / "docs" / "operations.md").write_text("# Guide\n\n## Rotate a secret\n")
+    doc = root / "docs" / "probe.md"
+    doc.write_text(
+        "[a](../../shared/ARCHITECTURE.md) [b](missing.md) [c](operations.md#no-such-heading)"
+        " [d](operations.md#rotate-a-secret) [e](https://example.org/x) [f](../README.md)\n"
+        "```bash\n[g](inside-a-code-block.md)\n```\n"
+    )
+    found = broken_links(doc, root)
+    assert len(found) == 3, found
+    assert "leaves the repository" in found[0] and "does not exist" in found[1]
+    assert "names no heading" in found[2]
