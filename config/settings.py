@@ -378,8 +378,6 @@ class StatusSettings(Model):
     autokuma_image: Image
     storage_size: Memory = "2Gi"
     autokuma_storage_size: Memory = "100Mi"
-    # Slug of the status page Homepage's uptimekuma widget reads.
-    status_page_slug: DnsLabel = "home"
     # The name the DNS monitors resolve, and where Unbound answers inside the cluster.
     dns_probe_name: Domain = "cloudflare.com"
     unbound_host: Domain = "unbound.pihole.svc.cluster.local"
