@@ -170,7 +170,9 @@ class FakePihole:
             kind = call.query.get("type", [None])[0]
             return 200, {"lists": [v for v in self.lists.values() if kind in (None, v["type"])]}, js
         if path == "/api/lists" and call.method == "POST":
-            return self._add(self.lists, call, "address", {"type": call.query["type"][0], "status": 0, "number": 0})
+            return self._add(
+                self.lists, call, "address", {"type": call.query["type"][0], "status": 0, "number": 0}
+            )
         if path.startswith("/api/lists/") and call.method == "DELETE":
             return self._delete(self.lists, path.removeprefix("/api/lists/"))
         if path == "/api/domains/allow/exact" and call.method == "GET":
@@ -221,7 +223,11 @@ class FakePihole:
         success, errors = [], []
         for item in items if isinstance(items, list) else [items]:
             if item in store:
-                table = "adlist.address, adlist.type" if key == "address" else "domainlist.domain, domainlist.type"
+                table = (
+                    "adlist.address, adlist.type"
+                    if key == "address"
+                    else "domainlist.domain, domainlist.type"
+                )
                 errors.append({"item": item, "error": f"UNIQUE constraint failed: {table}"})
                 continue
             self._next += 1

@@ -51,9 +51,13 @@ def _image(tmp_path: Path) -> Path:
     root = tmp_path / "image" / UNBOUND_ROOT.lstrip("/")
     (root / "iana.d").mkdir(parents=True)
     (root / "iana.d" / "root.hints").write_text(IMAGE_ROOT_HINTS)
-    (root / "iana.d" / "root.zone").write_text(". 86400 IN SOA a.root-servers.net. nstld.verisign-grs.com. 1 2 3 4 5\n")
+    (root / "iana.d" / "root.zone").write_text(
+        ". 86400 IN SOA a.root-servers.net. nstld.verisign-grs.com. 1 2 3 4 5\n"
+    )
     busybox = require_tool("busybox")
-    applets = set(subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split())
+    applets = set(
+        subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    )
     bin_dir = tmp_path / "image-bin"
     bin_dir.mkdir()
     for tool in set(UNBOUND_IMAGE_TOOLS) & applets:
@@ -104,7 +108,11 @@ def _first_start(result: mockrun.Result, conf: str, tmp_path: Path) -> Path:
     assert run.returncode == 0, run.stderr
     _anchor_offline(volume / "root.key", tmp_path)
     path = tmp_path / "unbound.conf"
-    path.write_text(conf.replace(UNBOUND_IANA, str(volume)).replace(UNBOUND_ROOT, str(tmp_path / "image" / UNBOUND_ROOT.lstrip("/"))))
+    path.write_text(
+        conf.replace(UNBOUND_IANA, str(volume)).replace(
+            UNBOUND_ROOT, str(tmp_path / "image" / UNBOUND_ROOT.lstrip("/"))
+        )
+    )
     return path
 
 
@@ -122,7 +130,8 @@ def test_init_check_fails_for_a_command_that_reads_root_key(tmp_path: Path) -> N
     old = [
         "sh",
         "-c",
-        f"sed -n p {UNBOUND_IANA}/root.key > {SEED_DIR}/root.key && sed -n p {UNBOUND_IANA}/root.hints > {SEED_DIR}/root.hints",
+        f"sed -n p {UNBOUND_IANA}/root.key > {SEED_DIR}/root.key"
+        f" && sed -n p {UNBOUND_IANA}/root.hints > {SEED_DIR}/root.hints",
     ]
     run, _ = _run_init(old, tmp_path)
     assert run.returncode != 0 and "root.key" in run.stderr
@@ -590,12 +599,18 @@ def test_root_pihole_waives_the_uid_check_for_its_real_reason(pi_k3s: mockrun.Re
     """CKV_K8S_40's waiver on the root Pi-hole states the root exception, not a non-root UID."""
     d = pi_k3s.manifest("Deployment", "pihole", NS)
     notes = d["spec"]["template"]["metadata"]["annotations"]
-    waivers = dict(v.split("=", 1) for k, v in d["metadata"]["annotations"].items() if k.startswith("checkov.io/skip"))
+    waivers = dict(
+        v.split("=", 1) for k, v in d["metadata"]["annotations"].items() if k.startswith("checkov.io/skip")
+    )
     assert waivers["CKV_K8S_40"] == waivers["CKV_K8S_23"]
     assert "non-root" not in waivers["CKV_K8S_40"]
     assert "runs as root" in notes["pi-cluster/security-exceptions"]
     unbound = pi_k3s.manifest("Deployment", "unbound", NS)  # non-root, UID 1000
-    plain = dict(v.split("=", 1) for k, v in unbound["metadata"]["annotations"].items() if k.startswith("checkov.io/skip"))
+    plain = dict(
+        v.split("=", 1)
+        for k, v in unbound["metadata"]["annotations"].items()
+        if k.startswith("checkov.io/skip")
+    )
     assert "non-root" in plain["CKV_K8S_40"]
 
 

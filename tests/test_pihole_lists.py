@@ -196,7 +196,10 @@ def test_the_fake_streams_gravity_like_ftl(pihole: FakePihole) -> None:
     from urllib.parse import urlsplit
 
     pihole.sessions.add("sid-x")
-    pihole.lists["https://example.org/gone.txt"] = {"address": "https://example.org/gone.txt", "type": "block"}
+    pihole.lists["https://example.org/gone.txt"] = {
+        "address": "https://example.org/gone.txt",
+        "type": "block",
+    }
     pihole.broken["https://example.org/gone.txt"] = "gone"
     conn = http.client.HTTPConnection(urlsplit(pihole.url).netloc, timeout=10)  # type: ignore[attr-defined]
     conn.request("POST", "/api/action/gravity", headers={"X-FTL-SID": "sid-x"})

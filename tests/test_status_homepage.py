@@ -462,7 +462,9 @@ def _follow_symlinks(env: dict[str, Any]) -> bool:
     return str(env.get("AUTOKUMA__FILES__FOLLOW_SYMLINKS", "false")).lower() == "true"
 
 
-def test_autokuma_finds_every_monitor_in_the_mounted_configmap(pi_k3s: mockrun.Result, tmp_path: Path) -> None:
+def test_autokuma_finds_every_monitor_in_the_mounted_configmap(
+    pi_k3s: mockrun.Result, tmp_path: Path
+) -> None:
     data = pi_k3s.manifest("ConfigMap", st.MONITORS_CONFIGMAP, st.NAMESPACE)["data"]
     pod = pi_k3s.manifest("Deployment", "autokuma", st.NAMESPACE)["spec"]["template"]["spec"]
     env = _autokuma_env(pi_k3s)
@@ -504,7 +506,12 @@ def test_one_external_secret_per_homepage_variable(pi_k3s: mockrun.Result) -> No
         if e["name"].startswith("HOMEPAGE_VAR_")
     }
     assert sorted(refs) == sorted(
-        ["HOMEPAGE_VAR_PIHOLE_KEY", "HOMEPAGE_VAR_PIHOLE_2_KEY", "HOMEPAGE_VAR_JELLYFIN_KEY", "HOMEPAGE_VAR_IMMICH_KEY"]
+        [
+            "HOMEPAGE_VAR_PIHOLE_KEY",
+            "HOMEPAGE_VAR_PIHOLE_2_KEY",
+            "HOMEPAGE_VAR_JELLYFIN_KEY",
+            "HOMEPAGE_VAR_IMMICH_KEY",
+        ]
     )
     assert len({r["name"] for r in refs.values()}) == len(refs)  # no Secret shared
     for var, ref in refs.items():
@@ -543,7 +550,9 @@ def test_a_credential_no_tile_reads_is_refused(stack_values: dict[str, Any]) -> 
     """The UniFi credentials fed no widget; a key like them is refused, naming it."""
     homepage = stack_values["pi-cluster:homepage"]
     creds = {**homepage["credentials"], "HOMEPAGE_VAR_UNIFI_USERNAME": "unifi/username"}
-    with pytest.raises(RouteError, match=r"pi-cluster:homepage.credentials.HOMEPAGE_VAR_UNIFI_USERNAME: no tile"):
+    with pytest.raises(
+        RouteError, match=r"pi-cluster:homepage.credentials.HOMEPAGE_VAR_UNIFI_USERNAME: no tile"
+    ):
         mockrun.run(overrides={"pi-cluster:homepage": {**homepage, "credentials": creds}})
 
 
