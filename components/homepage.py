@@ -6,8 +6,8 @@ Credentials never enter the configuration: a widget field holds ``{{HOMEPAGE_VAR
 Homepage substitutes the environment variable, and the variable comes from its own
 ExternalSecret (``homepage-<name>``, one per variable), whose 1Password reference is the setting
 ``homepage.credentials.HOMEPAGE_VAR_<NAME>``. Refused at preview, naming the route or the key:
-a widget that is unknown or lacks such a reference, two tiles reading the same variable (one
-Secret would silently win), and a credential no tile reads.
+a widget that is unknown or lacks such a reference, and two tiles reading the same variable
+(one Secret would silently win).
 
 The ServiceAccount reads nodes, pods, namespaces, ingresses and metrics, nothing else: no
 Secrets, no ConfigMaps (the configuration is copied from a ConfigMap by an init container).
@@ -193,16 +193,6 @@ def tiles(routes: Sequence[Route], domain: str, credentials: Mapping[str, str]) 
     return pairs
 
 
-def check_unused(pairs: Sequence[tuple[Route, Tile]], credentials: Mapping[str, str]) -> None:
-    """A credential no tile reads is dead configuration (and a secret copied for nothing)."""
-    unused = sorted(set(credentials) - {var for _, t in pairs for var in t.credentials})
-    if unused:
-        raise RouteError(
-            f"pi-cluster:homepage.credentials.{unused[0]}: no tile's widget reads this variable; "
-            "remove it from the stack or add a widget that reads it"
-        )
-
-
 def secret_name(var: str) -> str:
     """``homepage-<name>`` for ``HOMEPAGE_VAR_<NAME>``: one ExternalSecret per variable."""
     return "homepage-" + var.removeprefix("HOMEPAGE_VAR_").lower().replace("_", "-")
@@ -260,7 +250,6 @@ def kubernetes_yaml() -> dict[str, Any]:
 def config_files(s: Settings, routes: Sequence[Route]) -> tuple[dict[str, str], list[tuple[Route, Tile]]]:
     """The four configuration files Homepage reads, as YAML text, and the tiles behind them."""
     pairs = tiles(routes, s.domain, s.homepage.credentials)
-    check_unused(pairs, s.homepage.credentials)
     services = services_yaml(pairs)
     groups = [next(iter(g)) for g in services]
 

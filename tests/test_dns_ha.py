@@ -27,11 +27,7 @@ def _dns(stack_values: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def _one_instance(stack_values: dict[str, Any], instances: list[dict[str, str]]) -> dict[str, Any]:
-    """Overrides for one Pi-hole: its DNS settings, and Homepage without the secondary's key
-    (a credential no tile reads is refused)."""
-    homepage = copy.deepcopy(stack_values["pi-cluster:homepage"])
-    del homepage["credentials"]["HOMEPAGE_VAR_PIHOLE_2_KEY"]
-    return {"pi-cluster:dns": _dns(stack_values, instances=instances), "pi-cluster:homepage": homepage}
+    return {"pi-cluster:dns": _dns(stack_values, instances=instances)}
 
 
 @pytest.fixture(scope="module")
