@@ -168,3 +168,5 @@ pulumi.export(
 )
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("capacity", guardrails.capacity)
+# The one step no resource can do: Uptime Kuma's first admin (components/status.py).
+pulumi.export("uptimeKumaSetup", status.first_admin)

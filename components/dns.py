@@ -37,8 +37,19 @@ UNBOUND_PORT = 5335
 EXPORTER_PORT = 9617
 PASSWORD_SECRET = "pihole-secret"
 PASSWORD_KEY = "password"
-UNBOUND_ROOT = "/usr/local/unbound"  # madnuttah/unbound's layout
+# madnuttah/unbound 1.26.0-0 (madnuttah/unbound-docker v1.26.0-0, unbound/release.Dockerfile):
+# everything lives under /usr/local/unbound, binaries in unbound.d/sbin, the _unbound user is
+# 1000. iana.d holds root.hints (and root.zone) but no root.key: the build runs
+# /usr/local/unbound/sbin/unbound-anchor, a path without a binary, "|| true". The image's start
+# script (unbound/root/unbound.sh) runs `unbound.d/sbin/unbound-anchor -a iana.d/root.key` and
+# then `unbound -d`: unbound-anchor writes the key (its built-in anchor first, then RFC 5011 or
+# the IANA certificate update) into iana.d, which must therefore be writable.
+UNBOUND_ROOT = "/usr/local/unbound"
+UNBOUND_IANA = f"{UNBOUND_ROOT}/iana.d"
 UNBOUND_UID = 1000  # the image's _unbound user
+# What the image ships besides Unbound (release.Dockerfile, stage "stage"): no cp, cat or mkdir.
+UNBOUND_IMAGE_TOOLS = ("sh", "sed", "grep", "awk", "netstat", "chown", "chgrp", "id", "drill")
+SEED_DIR = "/iana"  # where the init container sees the writable iana.d volume
 HEALTH_NAME = "health.pi-cluster."
 # Pi-hole's docs for Unbound: never accept private addresses in public answers (DNS rebinding).
 PRIVATE_RANGES = (
@@ -110,9 +121,10 @@ def unbound_conf(s: Settings) -> str:
         '    username: ""',
         '    pidfile: ""',
         f'    directory: "{UNBOUND_ROOT}"',
-        # Recursive from the root; trust anchor and root hints ship with the image.
-        f'    root-hints: "{UNBOUND_ROOT}/iana.d/root.hints"',
-        f'    auto-trust-anchor-file: "{UNBOUND_ROOT}/iana.d/root.key"',
+        # Recursive from the root. The image ships root.hints (copied into the writable iana.d
+        # by the init container); the image's start script writes root.key (UNBOUND_ROOT above).
+        f'    root-hints: "{UNBOUND_IANA}/root.hints"',
+        f'    auto-trust-anchor-file: "{UNBOUND_IANA}/root.key"',
         '    module-config: "validator iterator"',
         "    access-control: 0.0.0.0/0 refuse",
         *[f"    access-control: {net} allow" for net in allowed],
@@ -120,7 +132,8 @@ def unbound_conf(s: Settings) -> str:
         "    hide-version: yes",
         "    harden-glue: yes",
         "    harden-dnssec-stripped: yes",
-        "    harden-referral-path: yes",
+        # No harden-referral-path: unbound.conf(5) calls it experimental and it adds queries per
+        # referral, which a Pi 3 pays for; DNSSEC validation already protects the answers.
         "    qname-minimisation: yes",
         "    aggressive-nsec: yes",
         "    deny-any: yes",
@@ -151,7 +164,12 @@ def unbound_conf(s: Settings) -> str:
     return "\n".join(lines)
 
 
-def pihole_env(s: Settings, upstream: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+def seed_command() -> str:
+    """The init container's shell command: root.hints from the image into the writable iana.d."""
+    return f"sed -n p {UNBOUND_IANA}/root.hints > {SEED_DIR}/root.hints"
+
+
+def pihole_env(s: Settings, upstream: pulumi.Input[str], web_domain: str) -> dict[str, pulumi.Input[str]]:
     """The FTLCONF_ variables Pi-hole v6 reads (src/config/config.c keys, '.' -> '_')."""
     return {
         "TZ": s.timezone,
@@ -163,6 +181,9 @@ def pihole_env(s: Settings, upstream: pulumi.Input[str]) -> dict[str, pulumi.Inp
         "FTLCONF_misc_dnsmasq_lines": f"address=/{s.domain}/{s.server.address}",
         # hostNetwork: port 443 on the node belongs to the ingress controller.
         "FTLCONF_webserver_port": "80",
+        # FTL redirects / to /admin/ only when the Host header equals webserver.domain
+        # (FTL v6.4.1 src/webserver/webserver.c redirect_root_handler): the instance's route host.
+        "FTLCONF_webserver_domain": web_domain,
         # Not the LAN's time server, and no SYS_TIME to set the node's clock.
         "FTLCONF_ntp_ipv4_active": "false",
         "FTLCONF_ntp_ipv6_active": "false",
@@ -291,19 +312,16 @@ class DnsStack(pulumi.ComponentResource):
             data={"unbound.conf": conf},
             opts=opts,
         )
-        iana = f"{UNBOUND_ROOT}/iana.d"
-        # The image has no cp; sed copies the text files so the root filesystem can stay read-only
-        # while unbound-anchor and RFC 5011 updates write root.key.
+        iana = UNBOUND_IANA
+        # The writable iana.d (an emptyDir) hides the image's own: copy root.hints into it, the
+        # one file there the configuration reads (root.key does not exist in the image; the main
+        # container's start script writes it). The image has no cp: sed copies the text.
         seed = kb.container(
-            "seed-trust-anchor",
+            "seed-root-hints",
             u.image,
             u.resources,
-            command=[
-                "sh",
-                "-c",
-                f"sed -n p {iana}/root.key > /iana/root.key && sed -n p {iana}/root.hints > /iana/root.hints",
-            ],
-            volume_mounts=[{"name": "iana", "mountPath": "/iana"}],
+            command=["sh", "-c", seed_command()],
+            volume_mounts=[{"name": "iana", "mountPath": SEED_DIR}],
             run_as_user=UNBOUND_UID,
         )
         resolve_root = f"drill -Q -p {UNBOUND_PORT} . @127.0.0.1 NS | grep -q root-servers.net"
@@ -397,7 +415,9 @@ class DnsStack(pulumi.ComponentResource):
                 resource_name=f"{rname}-{suffix}-pvc",
                 opts=opts,
             )
-            for suffix, size in (("etc", "1Gi"), ("dnsmasq", "100Mi"))
+            # Only /etc/pihole persists: FTL reads /etc/dnsmasq.d only with misc.etc_dnsmasq_d
+            # (off by default, FTL v6.4.1 src/config/config.c), so a volume there holds nothing.
+            for suffix, size in (("etc", "1Gi"),)
         ]
         caps = PIHOLE_CAPABILITIES + (DHCP_CAPABILITIES if p.dhcp else ())
         exceptions = kb.Exceptions(
@@ -415,17 +435,14 @@ class DnsStack(pulumi.ComponentResource):
             "pihole",
             p.image,
             p.resources,
-            env=pihole_env(s, self.upstream),
+            env=pihole_env(s, self.upstream, f"{inst.name}.{s.domain}"),
             env_from_secrets={"FTLCONF_webserver_api_password": (PASSWORD_SECRET, PASSWORD_KEY)},
             ports=[
                 {"name": "dns-udp", "containerPort": 53, "protocol": "UDP"},
                 {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
                 {"name": "http", "containerPort": 80, "protocol": "TCP"},
             ],
-            volume_mounts=[
-                {"name": "etc", "mountPath": "/etc/pihole"},
-                {"name": "dnsmasq", "mountPath": "/etc/dnsmasq.d"},
-            ],
+            volume_mounts=[{"name": "etc", "mountPath": "/etc/pihole"}],
             # Ready when FTL answers a DNS query on :53 (not merely when the web UI is up).
             readiness=kb.exec_probe(["bash", "-c", dig], period=10, timeout=5),
             liveness=kb.exec_probe(["bash", "-c", dig], period=30, timeout=5, failures=5),
@@ -444,10 +461,7 @@ class DnsStack(pulumi.ComponentResource):
                 host_network_reason="clients on the LAN query port 53 on the node's address "
                 f"{inst.address}; ServiceLB is unreliable with iptables-nft on Pi OS",
                 dns_policy="ClusterFirstWithHostNet",
-                volumes=[
-                    {"name": "etc", "persistentVolumeClaim": {"claimName": f"{inst.name}-etc"}},
-                    {"name": "dnsmasq", "persistentVolumeClaim": {"claimName": f"{inst.name}-dnsmasq"}},
-                ],
+                volumes=[{"name": "etc", "persistentVolumeClaim": {"claimName": f"{inst.name}-etc"}}],
             ),
             pod_annotations={"pi-cluster/capabilities": ",".join(caps)},
             exception_reasons={"pi-cluster/security-exceptions": exceptions.reason},
@@ -480,7 +494,8 @@ class DnsStack(pulumi.ComponentResource):
                     widget_fields={
                         "url": f"http://{inst.name}-web.{NAMESPACE}.svc.cluster.local",
                         "version": 6,
-                        "key": "{{HOMEPAGE_VAR_PIHOLE_KEY}}",
+                        # No "key": Homepage gives each instance its own variable
+                        # (HOMEPAGE_VAR_PIHOLE_KEY, HOMEPAGE_VAR_PIHOLE_2_KEY, ...).
                         "fields": ["queries", "blocked", "blocked_percent", "gravity"],
                     },
                 ),

@@ -3,10 +3,11 @@
 Each route becomes exactly one tile in its dashboard group. A route may ask for a live widget;
 the widget's type must be one Homepage ships and that this module knows the credentials of.
 Credentials never enter the configuration: a widget field holds ``{{HOMEPAGE_VAR_<NAME>}}``,
-Homepage substitutes the environment variable, and the variable comes from an ExternalSecret
-per route (``homepage-<route>``), whose 1Password reference is the setting
-``homepage.credentials.HOMEPAGE_VAR_<NAME>``. A route whose widget is unknown or lacks such a
-reference is refused at preview, naming the route.
+Homepage substitutes the environment variable, and the variable comes from its own
+ExternalSecret (``homepage-<name>``, one per variable), whose 1Password reference is the setting
+``homepage.credentials.HOMEPAGE_VAR_<NAME>``. Refused at preview, naming the route or the key:
+a widget that is unknown or lacks such a reference, and two tiles reading the same variable
+(one Secret would silently win).
 
 The ServiceAccount reads nodes, pods, namespaces, ingresses and metrics, nothing else: no
 Secrets, no ConfigMaps (the configuration is copied from a ConfigMap by an init container).
@@ -45,17 +46,20 @@ class WidgetSpec:
     """What Homepage's widget of this type needs (docs/widgets/services at the pinned tag)."""
 
     credentials: tuple[str, ...] = ()  # fields that carry a secret
-    required: tuple[str, ...] = ()  # other fields the route must give
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
 
 WIDGETS: dict[str, WidgetSpec] = {
     "pihole": WidgetSpec(credentials=("key",), fixed={"version": 6}),
-    "uptimekuma": WidgetSpec(required=("slug",)),
     "prometheus": WidgetSpec(),
     "jellyfin": WidgetSpec(credentials=("key",), fixed={"enableBlocks": True}),
     "immich": WidgetSpec(credentials=("key",), fixed={"version": 2}),
     "unifi": WidgetSpec(credentials=("username", "password")),
+}
+# Widgets Homepage ships that the stack cannot feed, and why.
+REFUSED_WIDGETS = {
+    "uptimekuma": "it shows a status page, and the stack creates none (components/status.py "
+    "status_route: AutoKuma 2.0.0 status pages list monitors by Uptime Kuma's numeric id)",
 }
 
 # Rules for the read-only ClusterRole (what the kubernetes widgets and discovery read).
@@ -134,15 +138,17 @@ def tile(route: Route, domain: str, credentials: Mapping[str, str]) -> Tile:
     used: dict[str, str] = {}
     if board.widget is not None:
         spec = WIDGETS.get(board.widget)
+        if board.widget in REFUSED_WIDGETS:
+            raise RouteError(
+                f"route {route.name!r}: dashboard widget {board.widget!r} cannot be used: "
+                f"{REFUSED_WIDGETS[board.widget]}"
+            )
         if spec is None:
             raise RouteError(
                 f"route {route.name!r}: dashboard widget type {board.widget!r} is unknown "
                 f"(known: {', '.join(sorted(WIDGETS))})"
             )
         fields = dict(board.widget_fields)
-        for name in spec.required:
-            if name not in fields:
-                raise RouteError(f"route {route.name!r}: widget {board.widget!r} needs field {name!r}")
         widget: dict[str, Any] = {"type": board.widget, "url": internal_url(route), **spec.fixed}
         for name in spec.credentials:
             value = fields.pop(name, "{{" + default_var(route, name) + "}}")
@@ -173,7 +179,23 @@ def tile(route: Route, domain: str, credentials: Mapping[str, str]) -> Tile:
 
 
 def tiles(routes: Sequence[Route], domain: str, credentials: Mapping[str, str]) -> list[tuple[Route, Tile]]:
-    return [(route, tile(route, domain, credentials)) for route in routes]
+    """Every route's tile; refuses a variable read by two tiles."""
+    pairs = [(route, tile(route, domain, credentials)) for route in routes]
+    readers: dict[str, str] = {}
+    for route, t in pairs:
+        for var in t.credentials:
+            if var in readers:
+                raise RouteError(
+                    f"routes {readers[var]!r} and {route.name!r} both read {var}: give each tile its "
+                    "own variable (one Secret per variable; a shared one would silently win)"
+                )
+            readers[var] = route.name
+    return pairs
+
+
+def secret_name(var: str) -> str:
+    """``homepage-<name>`` for ``HOMEPAGE_VAR_<NAME>``: one ExternalSecret per variable."""
+    return "homepage-" + var.removeprefix("HOMEPAGE_VAR_").lower().replace("_", "-")
 
 
 def services_yaml(pairs: Sequence[tuple[Route, Tile]]) -> list[dict[str, Any]]:
@@ -259,14 +281,12 @@ class Homepage(pulumi.ComponentResource):
 
         env_from_secrets: dict[str, tuple[str, str]] = {}
         credential_secrets: list[pulumi.Resource] = []
-        for route, t in pairs:
-            if not t.credentials:
-                continue
-            secret = f"homepage-{route.name}"
+        for var, ref in sorted(ref for _, t in pairs for ref in t.credentials.items()):
+            secret = secret_name(var)
             credential_secrets.append(
-                args.secrets.external_secret(secret, NAMESPACE, t.credentials, parent=self, depends_on=[ns])
+                args.secrets.external_secret(secret, NAMESPACE, {var: ref}, parent=self, depends_on=[ns])
             )
-            env_from_secrets.update({var: (secret, var) for var in t.credentials})
+            env_from_secrets[var] = (secret, var)
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=kb.metadata(CONFIG_MAP, NAMESPACE, APP), data=files, opts=in_ns

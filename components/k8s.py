@@ -299,7 +299,10 @@ def checkov_waivers(
     if any("cpu" not in ((c.get("resources") or {}).get("limits") or {}) for c in containers):
         waivers.update([WAIVER_CPU_LIMIT])
     if any(((c.get("securityContext") or {}).get("runAsUser", pod_uid) or 0) < 10000 for c in containers):
-        waivers.update([WAIVER_UID])
+        # A pod with a container that runs as root waives the UID check for that reason, not
+        # for the non-root one of WAIVER_UID.
+        root = "CKV_K8S_23" in waivers
+        waivers["CKV_K8S_40"] = waivers["CKV_K8S_23"] if root else WAIVER_UID[1]
     if spec.get("hostNetwork"):
         waivers[WAIVER_HOST_NETWORK] = "hostNetwork: see annotation pi-cluster/host-network"
     waivers.update(extra or {})

@@ -23,6 +23,7 @@ from components.routes import Dashboard, Route, RouteRegistry
 from components.secrets import Secrets
 from components.volumes import VolumeRegistry, stateful_pvc
 from config.settings import Settings
+from config.types import memory_bytes
 
 JELLYFIN_NS = "jellyfin"
 IMMICH_NS = "immich"
@@ -34,6 +35,13 @@ IMMICH_SECRET = "immich-db"
 # Immich's images run as this user; the volumes are group-owned by it (fsGroup).
 APP_UID = 1000
 POSTGRES_UID = 999
+# jellyfin/jellyfin 10.11.8: with no TranscodingTempPath, transcodes go to <cache>/transcodes
+# (MediaBrowser.Common/Configuration/EncodingConfigurationExtensions.cs GetTranscodePath); the
+# encoding options live in <config>/encoding.xml (EncodingConfigurationStore key "encoding",
+# XmlSerializer: elements left out keep the EncodingOptions constructor's defaults, and there
+# EnableSegmentDeletion = false, SegmentKeepSeconds = 720).
+JELLYFIN_CACHE = "/cache"
+JELLYFIN_ENCODING_XML = "/config/encoding.xml"
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,38 @@ def nfs_volume(
         },
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)),
     )
+
+
+def segment_deletion_command() -> str:
+    """Shell (the image's sh, grep and sed) that turns on Jellyfin's segment deletion in
+    encoding.xml: the element set to true, added when missing, the file created on a first
+    start. Jellyfin then deletes transcode segments older than SegmentKeepSeconds."""
+    on = "<EnableSegmentDeletion>true</EnableSegmentDeletion>"
+    new_file = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<EncodingOptions xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema">\n'
+        f"  {on}\n"
+        "</EncodingOptions>\n"
+    )
+    return "\n".join(
+        [
+            f"f={JELLYFIN_ENCODING_XML}",
+            'if [ ! -s "$f" ]; then',
+            f"  cat > \"$f\" <<'EOF'\n{new_file}EOF",
+            'elif grep -q "<EnableSegmentDeletion>" "$f"; then',
+            f"  sed -i 's|<EnableSegmentDeletion>[^<]*</EnableSegmentDeletion>|{on}|' \"$f\"",
+            "else",
+            f"  sed -i 's|</EncodingOptions>|  {on}\\n</EncodingOptions>|' \"$f\"",
+            "fi",
+        ]
+    )
+
+
+def postgres_shared_buffers(memory_limit: str) -> str:
+    """A quarter of the container's memory limit (PostgreSQL's usual starting point), in MB:
+    shared buffers count against the cgroup limit with every backend's own memory on top."""
+    return f"{memory_bytes(memory_limit) // 4 // 2**20}MB"
 
 
 class Media(pulumi.ComponentResource):
@@ -181,16 +221,26 @@ class Media(pulumi.ComponentResource):
         video = self._nas_share(
             "jellyfin-video", JELLYFIN_NS, ns, "jellyfin", j.video_path, j.video_size, "ReadOnlyMany"
         )
+        segments = kb.container(
+            "segment-deletion",
+            j.image,
+            j.resources,
+            command=["sh", "-c", segment_deletion_command()],
+            volume_mounts=[{"name": "config", "mountPath": "/config"}],
+            run_as_user=APP_UID,
+        )
         main = kb.container(
             "jellyfin",
             j.image,
             j.resources,
-            env={"TZ": s.timezone, "JELLYFIN_CACHE_DIR": "/cache"},
+            env={"TZ": s.timezone, "JELLYFIN_CACHE_DIR": JELLYFIN_CACHE},
             ports=[{"name": "http", "containerPort": JELLYFIN_PORT, "protocol": "TCP"}],
             volume_mounts=[
                 {"name": "config", "mountPath": "/config"},
                 {"name": "video", "mountPath": "/media", "readOnly": True},
-                {"name": "cache", "mountPath": "/cache"},
+                {"name": "cache", "mountPath": JELLYFIN_CACHE},
+                # Transcodes on their own volume, sized for a film (media.jellyfin.transcodeSize).
+                {"name": "transcodes", "mountPath": f"{JELLYFIN_CACHE}/transcodes"},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
             startup=kb.http_probe("/health", "http", period=10, failures=30),
@@ -214,8 +264,10 @@ class Media(pulumi.ComponentResource):
                         "persistentVolumeClaim": {"claimName": "jellyfin-video", "readOnly": True},
                     },
                     {"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}},
+                    {"name": "transcodes", "emptyDir": {"sizeLimit": j.transcode_size}},
                     {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                 ],
+                init_containers=[segments],
             ),
             resource_name=f"{name}-jellyfin",
             opts=self._opts(config, video),
@@ -320,6 +372,15 @@ class Media(pulumi.ComponentResource):
             "postgres",
             db.image,
             db.resources,
+            # The image's CMD (immich-app/base-images postgres/Dockerfile) plus shared_buffers:
+            # its postgresql.ssd.conf sets 512MB, half of a 1Gi limit; -c outranks the file.
+            args=[
+                "postgres",
+                "-c",
+                "config_file=/etc/postgresql/postgresql.conf",
+                "-c",
+                f"shared_buffers={postgres_shared_buffers(db.resources.memory_limit)}",
+            ],
             env={
                 "POSTGRES_USER": db.user,
                 "POSTGRES_DB": db.name,

@@ -5,7 +5,16 @@ The release name is fixed, so the chart's Services have names other components c
 (:data:`PROMETHEUS_URL`, :data:`GRAFANA_SERVICE`). Chart values are built from settings with the
 keys kube-prometheus-stack 80.6.0 and its subcharts read (see :func:`chart_values`).
 Secrets never pass through the program: Grafana's admin and the Discord webhook come from
-1Password through ExternalSecrets, and Alertmanager reads the webhook from a mounted file.
+1Password through ExternalSecrets.
+
+Alertmanager's whole configuration is an External Secrets template (:func:`alertmanager_template`)
+that ESO fills with the webhook into the Secret the Alertmanager reads (``useExistingSecret``,
+``configSecret``). It cannot name a file instead: kube-prometheus-stack 80.6.0 always sets
+``alertmanagerConfigSelector`` (templates/alertmanager/alertmanager.yaml), so prometheus-operator
+v0.87.1 re-reads the configuration with ``yaml.UnmarshalStrict`` into its own types
+(pkg/alertmanager/amcfg.go alertmanagerConfigFromBytes; types.go discordConfig has
+``webhook_url`` and no ``webhook_url_file``) and rejects what they lack, and then no
+configuration is generated at all. tests/tools/amcfg-check runs that code on the template.
 """
 
 from __future__ import annotations
@@ -41,10 +50,17 @@ ALERTMANAGER_URL = f"http://{RELEASE}-alertmanager.{NAMESPACE}.svc.cluster.local
 GRAFANA_SERVICE = f"{RELEASE}-grafana"  # the grafana subchart's "<release>-grafana"
 GRAFANA_PVC = "grafana"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-DISCORD_SECRET = "alertmanager-discord"
-DISCORD_KEY = "webhook-url"
-# alertmanagerSpec.secrets are mounted at /etc/alertmanager/secrets/<secret>/<key>.
-DISCORD_WEBHOOK_FILE = f"/etc/alertmanager/secrets/{DISCORD_SECRET}/{DISCORD_KEY}"
+# The Secret holding alertmanager.yaml (prometheus-operator v0.87.1 pkg/alertmanager/statefulset.go:
+# configSecret, key alertmanagerConfigFile = "alertmanager.yaml"), filled by an ExternalSecret.
+ALERTMANAGER_CONFIG_SECRET = "alertmanager-config"
+ALERTMANAGER_CONFIG_KEY = "alertmanager.yaml"
+# The template value with the webhook; ESO's v2 engine is Go text/template over the data keys.
+DISCORD_KEY = "webhook"
+DISCORD_PLACEHOLDER = "{{ ." + DISCORD_KEY + " }}"
+# The Alertmanager the chart runs: kube-prometheus-stack 80.6.0 values.yaml
+# alertmanager.alertmanagerSpec.image.tag (spec.version defaults to it); the operator checks the
+# configuration against this version.
+ALERTMANAGER_VERSION = "v0.30.0"
 DASHBOARD_LABEL = "grafana_dashboard"  # the chart's grafana.sidecar.dashboards.label default
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -122,10 +138,10 @@ def load_dashboards(folder: Path = DASHBOARDS_DIR) -> dict[str, str]:
 
 
 def alertmanager_config() -> dict[str, Any]:
-    """Alertmanager's configuration: everything to Discord, the webhook read from a file.
+    """Alertmanager's configuration: everything to Discord, the webhook as the ESO placeholder.
 
     The chart's defaults (Watchdog and InfoInhibitor routed to ``null``, severity inhibitions)
-    are kept; no secret is part of it, so it can live in chart values and be checked by amtool.
+    are kept. Only fields prometheus-operator v0.87.1's own types have (pkg/alertmanager/types.go).
     """
     return {
         "global": {"resolve_timeout": "5m"},
@@ -156,11 +172,19 @@ def alertmanager_config() -> dict[str, Any]:
             {"name": "null"},
             {
                 "name": "discord",
-                "discord_configs": [{"webhook_url_file": DISCORD_WEBHOOK_FILE, "send_resolved": True}],
+                "discord_configs": [{"webhook_url": DISCORD_PLACEHOLDER, "send_resolved": True}],
             },
         ],
         "templates": ["/etc/alertmanager/config/*.tmpl"],
     }
+
+
+def alertmanager_template(config: dict[str, Any] | None = None) -> str:
+    """alertmanager.yaml as the ExternalSecret's template; the placeholder is its only action."""
+    text = yaml.safe_dump(alertmanager_config() if config is None else config, sort_keys=False)
+    if text.count("{{") != 1 or DISCORD_PLACEHOLDER not in text:
+        raise ValueError("the Alertmanager configuration may hold no template action but the webhook's")
+    return text
 
 
 def chart_values(s: Settings) -> dict[str, Any]:
@@ -220,11 +244,12 @@ def chart_values(s: Settings) -> dict[str, Any]:
         },
         "alertmanager": {
             "enabled": True,
-            "config": alertmanager_config(),
             "alertmanagerSpec": {
                 "resources": r.alertmanager.spec(),
                 "nodeSelector": pin,
-                "secrets": [DISCORD_SECRET],
+                # The chart renders no configuration Secret; the ExternalSecret's is read.
+                "useExistingSecret": True,
+                "configSecret": ALERTMANAGER_CONFIG_SECRET,
             },
         },
         "grafana": {
@@ -397,8 +422,13 @@ class Monitoring(pulumi.ComponentResource):
         admin = args.secrets.external_secret(
             GRAFANA_ADMIN_SECRET, NAMESPACE, GRAFANA_ADMIN_REFS, parent=self, depends_on=[ns]
         )
-        discord = args.secrets.external_secret(
-            DISCORD_SECRET, NAMESPACE, {DISCORD_KEY: DISCORD_WEBHOOK_REF}, parent=self, depends_on=[ns]
+        alertmanager_config_secret = args.secrets.external_secret(
+            ALERTMANAGER_CONFIG_SECRET,
+            NAMESPACE,
+            {DISCORD_KEY: DISCORD_WEBHOOK_REF},
+            template={ALERTMANAGER_CONFIG_KEY: alertmanager_template()},
+            parent=self,
+            depends_on=[ns],
         )
         grafana_pvc = stateful_pvc(
             args.volumes,
@@ -433,7 +463,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.provider,
-                depends_on=[ns, exporter_ns, admin, discord, grafana_pvc, *boards],
+                depends_on=[ns, exporter_ns, admin, alertmanager_config_secret, grafana_pvc, *boards],
             ),
         )
         k8s.apiextensions.CustomResource(

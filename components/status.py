@@ -1,11 +1,23 @@
 """Status: Uptime Kuma with AutoKuma, whose monitors are generated from the frozen routes.
 
 Every route gets an HTTP monitor at its health path; the DNS chain and the platform get fixed
-monitors (Pi-hole DNS on :53, Unbound :5335, the K3s API :6443, Prometheus' health endpoint);
-a Discord notification applies to all. AutoKuma reads them as static monitor files (one JSON
-object per file, the file name being the AutoKuma id) and keeps its own sled database on a PVC
-so a restart never duplicates monitors. The Discord webhook never enters the files: AutoKuma's
-template function ``get_env`` reads it from an ``AUTOKUMA__ENV__`` variable filled from a Secret.
+monitors (each Pi-hole's DNS on :53, Unbound :5335, the K3s API :6443, Prometheus' health
+endpoint); a Discord notification applies to all. AutoKuma reads them as static monitor files
+(one JSON object per file, the file name being the AutoKuma id) and keeps its own sled database
+on a PVC so a restart never duplicates monitors. The Discord webhook never enters the files:
+AutoKuma's template function ``get_env`` reads it from an ``AUTOKUMA__ENV__`` variable filled
+from a Secret.
+
+The files come from a ConfigMap volume, whose keys the kubelet makes symlinks into a hidden
+``..data`` directory. AutoKuma 2.0.0 (BigBoot/AutoKuma v2.0.0 autokuma/src/sources/file_source.rs)
+walks the folder with walkdir, skips every entry whose name starts with ``.`` and keeps only
+regular files unless ``files.follow_symlinks`` is set (config.rs, default false): without
+``AUTOKUMA__FILES__FOLLOW_SYMLINKS=true`` it reads no file at all.
+
+Uptime Kuma 2.0.2 creates its first user only through the socket ``setup`` event its /setup page
+sends (louislam/uptime-kuma 2.0.2 server/server.js: ``needSetup`` while the user table is empty;
+no environment variable or file creates one). Until that user exists AutoKuma cannot log in, so
+:func:`first_admin_note` tells the operator which credentials to enter there.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import pulumi_kubernetes as k8s
 
 from components import k8s as kb
 from components.capacity import WorkloadRegistry
+from components.dns import pihole_instances
 from components.guardrails import FlowRegistry, Peer, url_flow
 from components.monitoring import ALERTMANAGER_URL, PROMETHEUS_URL
 from components.routes import Dashboard, Route
@@ -56,6 +69,10 @@ class StatusArgs:
 
 
 def status_route(s: Settings) -> Route:
+    """Uptime Kuma's route. Its tile has no uptimekuma widget: that widget reads a status page,
+    and AutoKuma 2.0.0's ``status_page`` entity lists monitors by Uptime Kuma's numeric id
+    (kuma-client src/models/status_page.rs PublicGroupMonitor.id; entity.rs resolves names only
+    for monitors), which the stack cannot know before AutoKuma has created them."""
     return Route(
         name="status",
         host_prefix="status",
@@ -67,9 +84,17 @@ def status_route(s: Settings) -> Route:
             group="Monitoring",
             icon="uptime-kuma.png",
             description="Uptime of every service",
-            widget="uptimekuma",
-            widget_fields={"slug": s.status.status_page_slug},
         ),
+    )
+
+
+def first_admin_note(s: Settings, item: str) -> str:
+    """What the operator does once after the first ``pulumi up`` (a stack output)."""
+    return (
+        f"Uptime Kuma 2.0.2 creates its first admin only on its setup page: open "
+        f"https://status.{s.domain}/setup once and enter the username and password of 1Password "
+        f"item '{item}' (fields 'username' and 'password') in vault '{s.onepassword.vault}'. "
+        "AutoKuma logs in with exactly these and creates no monitor until then."
     )
 
 
@@ -105,16 +130,19 @@ def monitors(routes: Sequence[Route], s: Settings) -> dict[str, dict[str, Any]]:
             "url": f"{route.url(s.domain)}{route.health_path}",
             **common,
         }
-    pihole = s.node(s.placement.pihole)
+    # One DNS monitor per Pi-hole instance: each is a DNS server the LAN uses.
     fixed: dict[str, dict[str, Any]] = {
-        "dns-pihole": {
+        f"dns-{inst.name}": {
             "type": "dns",
-            "name": f"Pi-hole DNS ({pihole.address}:53)",
+            "name": f"Pi-hole DNS {inst.name} ({inst.address}:53)",
             "hostname": s.status.dns_probe_name,
-            "dns_resolve_server": pihole.address,
+            "dns_resolve_server": inst.address,
             "dns_resolve_type": "A",
             "port": 53,
-        },
+        }
+        for inst in pihole_instances(s)
+    }
+    fixed |= {
         "dns-unbound": {
             "type": "port",
             "name": f"Unbound ({s.status.unbound_host}:5335)",
@@ -283,6 +311,8 @@ class Status(pulumi.ComponentResource):
                         "AUTOKUMA__DATA_PATH": "/data",
                         "AUTOKUMA__DOCKER__ENABLED": "false",
                         "AUTOKUMA__ON_DELETE": "delete",
+                        # The ConfigMap's keys are symlinks (module docstring).
+                        "AUTOKUMA__FILES__FOLLOW_SYMLINKS": "true",
                     },
                     env_from_secrets={
                         "AUTOKUMA__KUMA__USERNAME": (CREDENTIALS_SECRET, "username"),
@@ -320,4 +350,5 @@ class Status(pulumi.ComponentResource):
             ),
         )
         self.monitor_ids = sorted(key.removesuffix(".json") for key in files)
-        self.register_outputs({"monitors": self.monitor_ids})
+        self.first_admin = first_admin_note(s, args.secrets.item(CREDENTIAL_REFS["username"]).split("/")[0])
+        self.register_outputs({"monitors": self.monitor_ids, "firstAdmin": self.first_admin})

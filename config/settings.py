@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from config.lists import adlist_problems, allowlist_problems
 from config.types import (
@@ -250,7 +250,16 @@ class Jellyfin(Model):
     config_size: Memory = "5Gi"
     video_path: AbsPath  # NFS export on the NAS, mounted read-only
     video_size: Memory = "1Ti"
+    # Scratch space for transcodes (an emptyDir at <cache>/transcodes): a film's segments.
+    transcode_size: Memory = "8Gi"
     resources: Resources
+
+    @field_validator("transcode_size")
+    @classmethod
+    def _room_for_a_film(cls, value: str) -> str:
+        if memory_bytes(value) < 8 * 2**30:
+            raise ValueError(f"transcodeSize {value} is less than 8Gi, too small for a film's transcode")
+        return value
 
 
 class ImmichDatabase(Model):
@@ -378,8 +387,6 @@ class StatusSettings(Model):
     autokuma_image: Image
     storage_size: Memory = "2Gi"
     autokuma_storage_size: Memory = "100Mi"
-    # Slug of the status page Homepage's uptimekuma widget reads.
-    status_page_slug: DnsLabel = "home"
     # The name the DNS monitors resolve, and where Unbound answers inside the cluster.
     dns_probe_name: Domain = "cloudflare.com"
     unbound_host: Domain = "unbound.pihole.svc.cluster.local"

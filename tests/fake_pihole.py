@@ -1,8 +1,14 @@
 """A small fake of the Pi-hole v6 REST API on 127.0.0.1, for running the list reconciler for real.
 
 It implements what the reconciler uses, with the shapes of FTL's OpenAPI specs
-(src/api/docs/content/specs: auth.yaml, lists.yaml, domains.yaml, action.yaml): sessions by
-``X-FTL-SID``, ``/api/lists?type=block``, ``/api/domains/allow/exact``, ``/api/action/gravity``.
+(pi-hole/FTL v6.4.1 src/api/docs/content/specs: auth.yaml, lists.yaml, domains.yaml,
+action.yaml): sessions by ``X-FTL-SID`` and at most ``max_sessions`` of them (429
+``api_seats_exceeded``, src/api/auth.c), ``/api/lists?type=block`` with each list's ``status``,
+``/api/domains/allow/exact``, and ``/api/action/gravity``, which answers 200 and streams
+gravity's output in chunks whatever happens (src/api/action.c run_and_stream_command). The
+output's lines and the list statuses are gravity.sh's (pi-hole/pi-hole v6.2.2: "[✗]" marks a
+failure; status 1 updated, 2 unchanged, 3 download failed with a cached copy, 4 failed without).
+Adding an existing item answers 201 with a per-item UNIQUE error, as FTL's database does.
 Every request is recorded; ``fail`` injects errors to exercise retries and failure paths.
 """
 
@@ -33,8 +39,13 @@ class FakePihole:
     allow: dict[str, dict[str, Any]] = field(default_factory=dict)  # domain -> domain object
     sessions: set[str] = field(default_factory=set)
     calls: list[Call] = field(default_factory=list)
-    # (method, path prefix) -> list of injected responses: int status, or ("hang", seconds)
+    # (method, path prefix) -> list of injected responses: int status, ("hang", seconds), or
+    # ("applied", status): the request takes effect but its answer is lost (status instead).
     fail: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    # webserver.api.max_sessions (FTL's default is 16)
+    max_sessions: int = 16
+    # block list address -> how gravity fails to download it: "cached" (status 3) or "gone" (4)
+    broken: dict[str, str] = field(default_factory=dict)
     gravity_runs: int = 0
     _next: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,6 +59,9 @@ class FakePihole:
 
             def _handle(self) -> None:
                 status, payload, ctype = fake.handle(self)
+                if isinstance(payload, Chunks):
+                    self._stream(status, payload, ctype)
+                    return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -59,6 +73,22 @@ class FakePihole:
                         self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _stream(self, status: int, chunks: Chunks, ctype: str) -> None:
+                """Like FTL: 200 with a chunked body (mg_send_http_ok with length -1)."""
+                self.protocol_version = "HTTP/1.1"
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for chunk in chunks.parts:
+                        self.wfile.write(b"%X\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
 
             do_GET = do_POST = do_DELETE = do_PUT = _handle  # noqa: N815
 
@@ -86,6 +116,10 @@ class FakePihole:
         with self._lock:
             self.calls.append(call)
             injected = self._injected(call)
+        if isinstance(injected, tuple) and injected[0] == "applied":
+            with self._lock:
+                self._route(call)
+            return int(injected[1]), {"error": {"key": "lost", "message": "answer lost"}}, "application/json"
         if injected is not None:
             if isinstance(injected, tuple) and injected[0] == "hang":
                 time.sleep(injected[1])
@@ -110,6 +144,19 @@ class FakePihole:
         if path == "/api/auth" and call.method == "POST":
             if (call.body or {}).get("password") != self.password:
                 return 401, {"session": _session(False, None, "password incorrect")}, js
+            if len(self.sessions) >= self.max_sessions:
+                return (
+                    429,
+                    {
+                        "error": {
+                            "key": "api_seats_exceeded",
+                            "message": "API seats exceeded",
+                            "hint": "increase webserver.api.max_sessions",
+                        },
+                        "took": 0.003,
+                    },
+                    js,
+                )
             self._next += 1
             sid = f"sid-{self._next}"
             self.sessions.add(sid)
@@ -123,7 +170,9 @@ class FakePihole:
             kind = call.query.get("type", [None])[0]
             return 200, {"lists": [v for v in self.lists.values() if kind in (None, v["type"])]}, js
         if path == "/api/lists" and call.method == "POST":
-            return self._add(self.lists, call, "address", {"type": call.query["type"][0]})
+            return self._add(
+                self.lists, call, "address", {"type": call.query["type"][0], "status": 0, "number": 0}
+            )
         if path.startswith("/api/lists/") and call.method == "DELETE":
             return self._delete(self.lists, path.removeprefix("/api/lists/"))
         if path == "/api/domains/allow/exact" and call.method == "GET":
@@ -133,9 +182,35 @@ class FakePihole:
         if path.startswith("/api/domains/allow/exact/") and call.method == "DELETE":
             return self._delete(self.allow, path.removeprefix("/api/domains/allow/exact/"))
         if path == "/api/action/gravity" and call.method == "POST":
-            self.gravity_runs += 1
-            return 200, b"  [i] Neutrino emissions detected...\n  [\xe2\x9c\x93] Done.\n", "text/plain"
+            return 200, self._gravity(), "text/plain"
         return 404, {"error": {"key": "not_found", "message": "Not found"}}, js
+
+    def _gravity(self) -> Chunks:
+        """gravity.sh's output for the block lists, and their status afterwards."""
+        self.gravity_runs += 1
+        over = "\r\x1b[K"  # gravity.sh's OVER, printed before a status line replaces the last
+        lines = ["  [i] Neutrino emissions detected...", "  [✓] Preparing new gravity database"]
+        for address, item in self.lists.items():
+            if item["type"] != "block":
+                continue
+            lines.append(f"  [i] Target: {address}")
+            how = self.broken.get(address)
+            if how is None:
+                lines.append(f"{over}  [✓] Status: Retrieval successful")
+                item["status"] = 1 if item.get("status") in (0, None) else 2
+                item["number"] = 1000
+                continue
+            lines.append(f"{over}  [✗] Status: Not found")
+            if how == "cached":
+                lines.append("  [✗] List download failed: using previously cached list")
+                item["status"] = 3
+            else:
+                lines.append("  [✗] List download failed: no cached list available")
+                item["status"], item["number"] = 4, 0
+        lines += ["  [✓] Building tree", "  [✓] Done."]
+        text = ("\n".join(lines) + "\n").encode()
+        # FTL sends each read of the pipe (up to 1023 bytes) as one chunk
+        return Chunks([text[i : i + 1023] for i in range(0, len(text), 1023)])
 
     def _add(self, store: dict, call: Call, key: str, extra: dict) -> tuple[int, Any, str]:
         items = call.body.get(key) if isinstance(call.body, dict) else None
@@ -148,7 +223,12 @@ class FakePihole:
         success, errors = [], []
         for item in items if isinstance(items, list) else [items]:
             if item in store:
-                errors.append({"item": item, "error": f"UNIQUE constraint failed: {key}"})
+                table = (
+                    "adlist.address, adlist.type"
+                    if key == "address"
+                    else "domainlist.domain, domainlist.type"
+                )
+                errors.append({"item": item, "error": f"UNIQUE constraint failed: {table}"})
                 continue
             self._next += 1
             store[item] = {
@@ -169,6 +249,13 @@ class FakePihole:
             return 404, {"took": 0.0}, "application/json"
         del store[item]
         return 204, b"", "application/json"
+
+
+@dataclass
+class Chunks:
+    """A streamed (chunked) response body."""
+
+    parts: list[bytes]
 
 
 def _session(valid: bool, sid: str | None, message: str) -> dict[str, Any]:

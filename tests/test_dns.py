@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.dns import UNBOUND_ROOT, content_hash, lists_data, unbound_conf
+from components.dns import (
+    SEED_DIR,
+    UNBOUND_IANA,
+    UNBOUND_IMAGE_TOOLS,
+    UNBOUND_ROOT,
+    content_hash,
+    lists_data,
+    unbound_conf,
+)
 from config.settings import MiB, Settings, SettingsError, parse
 from config.types import memory_bytes
 from tests.conftest import raw_config, require_tool
@@ -29,19 +38,124 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 # --- unbound.conf, checked by Unbound's own tool --------------------------------------------------
 
 
-def _checkable(conf: str, tmp_path: Path) -> Path:
-    """The rendered conf with the image's root moved to tmp_path (checkconf needs the files)."""
-    (tmp_path / "iana.d").mkdir()
-    (tmp_path / "iana.d" / "root.hints").write_text(
-        ".  3600000  NS  A.ROOT-SERVERS.NET.\nA.ROOT-SERVERS.NET.  3600000  A  198.41.0.4\n"
+# madnuttah/unbound 1.26.0-0 as built by unbound/release.Dockerfile at that tag: iana.d holds
+# root.hints and root.zone (their .md5/.sig removed), no root.key. The hints are data the image
+# downloads from InterNIC; two records are enough for the tools here.
+IMAGE_ROOT_HINTS = ".  3600000  NS  A.ROOT-SERVERS.NET.\nA.ROOT-SERVERS.NET.  3600000  A  198.41.0.4\n"
+# Unbound's built-in anchor (unbound-anchor -l): the root KSK-2017 DS.
+BUILTIN_ANCHOR = ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D"
+
+
+def _image(tmp_path: Path) -> Path:
+    """The image's /usr/local/unbound, and a bin/ with only the tools the image ships."""
+    root = tmp_path / "image" / UNBOUND_ROOT.lstrip("/")
+    (root / "iana.d").mkdir(parents=True)
+    (root / "iana.d" / "root.hints").write_text(IMAGE_ROOT_HINTS)
+    (root / "iana.d" / "root.zone").write_text(
+        ". 86400 IN SOA a.root-servers.net. nstld.verisign-grs.com. 1 2 3 4 5\n"
     )
-    # the root KSK-2017 DS (IANA root-anchors); the image ships its own root.key
-    (tmp_path / "iana.d" / "root.key").write_text(
-        ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n"
+    busybox = require_tool("busybox")
+    applets = set(
+        subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
     )
+    bin_dir = tmp_path / "image-bin"
+    bin_dir.mkdir()
+    for tool in set(UNBOUND_IMAGE_TOOLS) & applets:
+        (bin_dir / tool).symlink_to(busybox)
+    return root
+
+
+def _init_command(result: mockrun.Result) -> list[str]:
+    pod = result.manifest("Deployment", "unbound", NS)["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert {"name": "iana", "mountPath": SEED_DIR} in init["volumeMounts"]
+    return init["command"]
+
+
+def _run_init(command: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The init container's command under the image's sh, the emptyDir at tmp_path/volume."""
+    image = _image(tmp_path)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    assert command[:2] == ["sh", "-c"]
+    script = command[2].replace(UNBOUND_ROOT, str(image)).replace(f"{SEED_DIR}/", f"{volume}/")
+    env = {"PATH": str(tmp_path / "image-bin")}
+    run = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=False)
+    return run, volume
+
+
+def _anchor_offline(key: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """What the image's unbound.sh runs at start (unbound-anchor -a iana.d/root.key), with
+    Debian's unbound-anchor in a network namespace of its own: it can reach nothing, and its
+    resolver and certificate server are loopback (-f, -u), so it falls back to its built-in
+    anchor exactly as on a first start that cannot update."""
+    anchor = require_tool("unbound-anchor")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    isolate = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
+    return subprocess.run(
+        [*isolate, anchor, "-a", str(key), "-f", str(resolv), "-u", "127.0.0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _first_start(result: mockrun.Result, conf: str, tmp_path: Path) -> Path:
+    """Init container, then the main container's anchor step; the conf as the container sees it."""
+    run, volume = _run_init(_init_command(result), tmp_path)
+    assert run.returncode == 0, run.stderr
+    _anchor_offline(volume / "root.key", tmp_path)
     path = tmp_path / "unbound.conf"
-    path.write_text(conf.replace(UNBOUND_ROOT, str(tmp_path)))
+    path.write_text(
+        conf.replace(UNBOUND_IANA, str(volume)).replace(
+            UNBOUND_ROOT, str(tmp_path / "image" / UNBOUND_ROOT.lstrip("/"))
+        )
+    )
     return path
+
+
+def test_unbound_init_copies_what_the_image_ships(pi_k3s: mockrun.Result, tmp_path: Path) -> None:
+    """Under the image's sh and tools, against iana.d as the pinned tag ships it (no root.key)."""
+    run, volume = _run_init(_init_command(pi_k3s), tmp_path)
+    assert run.returncode == 0, run.stderr
+    image = tmp_path / "image" / UNBOUND_ROOT.lstrip("/") / "iana.d"
+    assert (volume / "root.hints").read_text() == (image / "root.hints").read_text()
+    assert not (volume / "root.key").exists()
+
+
+def test_init_check_fails_for_a_command_that_reads_root_key(tmp_path: Path) -> None:
+    """The old init command (sed of iana.d/root.key) fails on the image's layout."""
+    old = [
+        "sh",
+        "-c",
+        f"sed -n p {UNBOUND_IANA}/root.key > {SEED_DIR}/root.key"
+        f" && sed -n p {UNBOUND_IANA}/root.hints > {SEED_DIR}/root.hints",
+    ]
+    run, _ = _run_init(old, tmp_path)
+    assert run.returncode != 0 and "root.key" in run.stderr
+    no_cp = ["sh", "-c", f"cp {UNBOUND_IANA}/root.hints {SEED_DIR}/root.hints"]
+    assert _run_init(no_cp, tmp_path / "cp")[0].returncode != 0  # the image has no cp
+
+
+def test_unbound_first_start_writes_the_trust_anchor(pi_k3s: mockrun.Result, tmp_path: Path) -> None:
+    """After the init container, root.key is missing and Unbound's own check refuses the conf;
+    the start script's unbound-anchor writes it into the writable iana.d and the check passes."""
+    tool = require_tool("unbound-checkconf")
+    conf = pi_k3s.manifest("ConfigMap", "unbound-config", NS)["data"]["unbound.conf"]
+    run, volume = _run_init(_init_command(pi_k3s), tmp_path)
+    assert run.returncode == 0, run.stderr
+    path = tmp_path / "unbound.conf"
+    image_root = str(tmp_path / "image" / UNBOUND_ROOT.lstrip("/"))
+    path.write_text(conf.replace(UNBOUND_IANA, str(volume)).replace(UNBOUND_ROOT, image_root))
+    before = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
+    assert before.returncode != 0 and "root.key" in before.stderr
+    anchor = _anchor_offline(volume / "root.key", tmp_path)
+    assert anchor.returncode == 1, anchor.stderr  # unbound-anchor(8): 1 = the built-in anchor was used
+    assert (volume / "root.key").read_text().strip() == BUILTIN_ANCHOR
+    after = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
+    assert after.returncode == 0, after.stdout + after.stderr
 
 
 def _option(tool: str, conf: Path, option: str) -> list[str]:
@@ -52,7 +166,7 @@ def _option(tool: str, conf: Path, option: str) -> list[str]:
 def test_rendered_unbound_conf_passes_checkconf(pi_k3s: mockrun.Result, tmp_path: Path) -> None:
     tool = require_tool("unbound-checkconf")
     conf = pi_k3s.manifest("ConfigMap", "unbound-config", NS)["data"]["unbound.conf"]
-    path = _checkable(conf, tmp_path)
+    path = _first_start(pi_k3s, conf, tmp_path)
     result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no errors" in result.stdout
@@ -61,7 +175,7 @@ def test_rendered_unbound_conf_passes_checkconf(pi_k3s: mockrun.Result, tmp_path
 def test_unbound_effective_values(pi_k3s: mockrun.Result, settings: Settings, tmp_path: Path) -> None:
     tool = require_tool("unbound-checkconf")
     conf = pi_k3s.manifest("ConfigMap", "unbound-config", NS)["data"]["unbound.conf"]
-    path = _checkable(conf, tmp_path)
+    path = _first_start(pi_k3s, conf, tmp_path)
     expect = {
         "port": ["5335"],
         "do-ip6": ["no"],
@@ -72,7 +186,7 @@ def test_unbound_effective_values(pi_k3s: mockrun.Result, settings: Settings, tm
         "hide-version": ["yes"],
         "harden-glue": ["yes"],
         "harden-dnssec-stripped": ["yes"],
-        "harden-referral-path": ["yes"],
+        "harden-referral-path": ["no"],  # experimental (unbound.conf(5)); the default
         "qname-minimisation": ["yes"],
         "prefetch": ["yes"],
         "prefetch-key": ["yes"],
@@ -82,8 +196,8 @@ def test_unbound_effective_values(pi_k3s: mockrun.Result, settings: Settings, tm
         "edns-buffer-size": ["1232"],
         "num-threads": ["2"],
         "module-config": ["validator iterator"],
-        "root-hints": [f"{tmp_path}/iana.d/root.hints"],
-        "auto-trust-anchor-file": [f"{tmp_path}/iana.d/root.key"],
+        "root-hints": [f"{tmp_path}/volume/root.hints"],
+        "auto-trust-anchor-file": [f"{tmp_path}/volume/root.key"],
     }
     for option, value in expect.items():
         assert _option(tool, path, option) == value, option
@@ -113,7 +227,7 @@ def test_unbound_caches_fit_the_memory_limit(
 ) -> None:
     tool = require_tool("unbound-checkconf")
     conf = pi_k3s.manifest("ConfigMap", "unbound-config", NS)["data"]["unbound.conf"]
-    path = _checkable(conf, tmp_path)
+    path = _first_start(pi_k3s, conf, tmp_path)
     u = settings.dns.unbound
     caches = sum(
         int(_option(tool, path, o)[0])
@@ -131,7 +245,9 @@ def test_unbound_caches_fit_the_memory_limit(
 
 
 @pytest.mark.parametrize(("limit", "threads"), [("128Mi", 1), ("256Mi", 4), ("512Mi", 2)])
-def test_unbound_sizing_scales_with_the_limit(limit: str, threads: int, tmp_path: Path) -> None:
+def test_unbound_sizing_scales_with_the_limit(
+    limit: str, threads: int, pi_k3s: mockrun.Result, tmp_path: Path
+) -> None:
     tool = require_tool("unbound-checkconf")
     raw = raw_config()
     raw["dns"]["unbound"]["resources"]["memoryLimit"] = limit
@@ -139,7 +255,7 @@ def test_unbound_sizing_scales_with_the_limit(limit: str, threads: int, tmp_path
     s = parse(raw)
     z = s.dns.unbound.sizing()
     assert z.estimated_peak <= memory_bytes(limit)
-    path = _checkable(unbound_conf(s), tmp_path)
+    path = _first_start(pi_k3s, unbound_conf(s), tmp_path)
     assert subprocess.run([tool, str(path)], capture_output=True, check=False).returncode == 0
     assert int(_option(tool, path, "msg-cache-size")[0]) == z.msg_cache
     slabs = int(_option(tool, path, "msg-cache-slabs")[0])
@@ -206,7 +322,10 @@ def test_pihole_deployment(pi_k3s: mockrun.Result, settings: Settings) -> None:
         (80, "TCP"),
     }
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
-    assert claims == {"pihole-etc", "pihole-dnsmasq"}
+    assert claims == {"pihole-etc"}
+    # nothing at /etc/dnsmasq.d: FTL reads it only with misc.etc_dnsmasq_d, which stays off
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/etc/pihole"}
+    assert "FTLCONF_misc_etc_dnsmasq_d" not in _env(c)
     # readiness answers a DNS query
     assert "dig -p 53" in " ".join(c["readinessProbe"]["exec"]["command"])
 
@@ -220,6 +339,8 @@ def test_pihole_ftlconf(pi_k3s: mockrun.Result, settings: Settings) -> None:
         "secretKeyRef": {"name": "pihole-secret", "key": "password"}
     }
     assert env["FTLCONF_webserver_port"] == "80"  # 443 on the node is the ingress controller's
+    # FTL redirects / to /admin/ only for Host == webserver.domain: the route's host
+    assert f"https://{env['FTLCONF_webserver_domain']}" == pi_k3s.outputs["urls"]["pihole"]
     # the v5 variables Pi-hole v6 ignores are not used
     assert not {"WEBPASSWORD", "PIHOLE_DNS_", "DNSSEC"} & set(env)
 
@@ -251,12 +372,7 @@ def test_pihole_pvcs_are_protected_local_path(pi_k3s: mockrun.Result) -> None:
         assert obj["spec"]["storageClassName"] == "local-path"
         assert obj["spec"]["accessModes"] == ["ReadWriteOnce"]
         sizes[obj["metadata"]["name"]] = obj["spec"]["resources"]["requests"]["storage"]
-    assert sizes == {
-        "pihole-etc": "1Gi",
-        "pihole-dnsmasq": "100Mi",
-        "pihole-2-etc": "1Gi",
-        "pihole-2-dnsmasq": "100Mi",
-    }
+    assert sizes == {"pihole-etc": "1Gi", "pihole-2-etc": "1Gi"}
 
 
 def test_pihole_web_service_and_route(pi_k3s: mockrun.Result, settings: Settings) -> None:
@@ -471,6 +587,31 @@ def test_sizing_numbers(settings: Settings) -> None:
     z = settings.dns.unbound.sizing()
     assert z.threads == 2 and z.slabs == 2
     assert z.rrset_cache == 2 * z.msg_cache and z.msg_cache % MiB == 0
+
+
+def test_each_pihole_serves_its_own_host(pi_k3s: mockrun.Result) -> None:
+    for name in ("pihole", "pihole-2"):
+        env = _env(_container(pi_k3s.manifest("Deployment", name, NS), "pihole"))
+        assert f"https://{env['FTLCONF_webserver_domain']}" == pi_k3s.outputs["urls"][name]
+
+
+def test_root_pihole_waives_the_uid_check_for_its_real_reason(pi_k3s: mockrun.Result) -> None:
+    """CKV_K8S_40's waiver on the root Pi-hole states the root exception, not a non-root UID."""
+    d = pi_k3s.manifest("Deployment", "pihole", NS)
+    notes = d["spec"]["template"]["metadata"]["annotations"]
+    waivers = dict(
+        v.split("=", 1) for k, v in d["metadata"]["annotations"].items() if k.startswith("checkov.io/skip")
+    )
+    assert waivers["CKV_K8S_40"] == waivers["CKV_K8S_23"]
+    assert "non-root" not in waivers["CKV_K8S_40"]
+    assert "runs as root" in notes["pi-cluster/security-exceptions"]
+    unbound = pi_k3s.manifest("Deployment", "unbound", NS)  # non-root, UID 1000
+    plain = dict(
+        v.split("=", 1)
+        for k, v in unbound["metadata"]["annotations"].items()
+        if k.startswith("checkov.io/skip")
+    )
+    assert "non-root" in plain["CKV_K8S_40"]
 
 
 def test_pihole_security_exceptions_are_explained(pi_k3s: mockrun.Result) -> None:

@@ -26,6 +26,10 @@ def _dns(stack_values: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return dns
 
 
+def _one_instance(stack_values: dict[str, Any], instances: list[dict[str, str]]) -> dict[str, Any]:
+    return {"pi-cluster:dns": _dns(stack_values, instances=instances)}
+
+
 @pytest.fixture(scope="module")
 def two() -> mockrun.Result:
     dns = _dns(mockrun.stack_config("pi-k3s")[0], instances=[PRIMARY, SECONDARY])
@@ -34,8 +38,7 @@ def two() -> mockrun.Result:
 
 @pytest.fixture(scope="module")
 def one() -> mockrun.Result:
-    dns = _dns(mockrun.stack_config("pi-k3s")[0], instances=[])
-    return mockrun.run(overrides={"pi-cluster:dns": dns})
+    return mockrun.run(overrides=_one_instance(mockrun.stack_config("pi-k3s")[0], []))
 
 
 def test_one_instance_has_one_pinned_unbound_and_no_pdb(one: mockrun.Result) -> None:
@@ -71,9 +74,9 @@ def _owned(result: mockrun.Result) -> dict[str, Any]:
 def test_one_instance_renders_exactly_as_before(stack_values: dict[str, Any]) -> None:
     """Golden: main's DNS registrations before HA, for the default and the explicit one instance."""
     golden = json.loads(GOLDEN.read_text())
-    default = mockrun.run(overrides={"pi-cluster:dns": _dns(stack_values, instances=[])})
+    default = mockrun.run(overrides=_one_instance(stack_values, []))
     assert _owned(default) == golden
-    explicit = mockrun.run(overrides={"pi-cluster:dns": _dns(stack_values, instances=[PRIMARY])})
+    explicit = mockrun.run(overrides=_one_instance(stack_values, [PRIMARY]))
     assert _owned(explicit) == golden
 
 
@@ -92,8 +95,7 @@ def test_two_pihole_deployments_on_different_nodes(two: mockrun.Result) -> None:
         env = {e["name"]: e.get("value") for e in exporter["containers"][0]["env"]}
         assert env["PIHOLE_HOSTNAME"] == inst["address"]
     assert pods["pihole"]["nodeSelector"] != pods["pihole-2"]["nodeSelector"]
-    for pvc in ("pihole-2-etc", "pihole-2-dnsmasq"):
-        assert two.manifest("PersistentVolumeClaim", pvc, NS)
+    assert two.manifest("PersistentVolumeClaim", "pihole-2-etc", NS)
 
 
 def _config_hash(result: mockrun.Result, name: str, inst: dict[str, str]) -> str:
@@ -102,7 +104,7 @@ def _config_hash(result: mockrun.Result, name: str, inst: dict[str, str]) -> str
     text = json.dumps(spec, sort_keys=True)
     for value in (
         f"{name}-etc",
-        f"{name}-dnsmasq",
+        f'"{name}.',  # FTLCONF_webserver_domain: the instance's own host
         f'"{inst["node"]}"',
         f"node's address {inst['address']};",
     ):

@@ -59,6 +59,75 @@ def test_jellyfin_deployment(pi_k3s: mockrun.Result) -> None:
     assert claims["video"] == {"claimName": "jellyfin-video", "readOnly": True}
 
 
+def test_jellyfin_transcodes_have_room_for_a_film(pi_k3s: mockrun.Result) -> None:
+    """Transcodes (<cache>/transcodes in Jellyfin 10.11.8) on their own volume of
+    media.jellyfin.transcodeSize, not inside the 2Gi cache whose overflow evicts the pod."""
+    dep = pi_k3s.manifest("Deployment", "jellyfin", "jellyfin")
+    c = containers(dep)["jellyfin"]
+    assert env_of(c)["JELLYFIN_CACHE_DIR"] == "/cache"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(dep)["volumes"]}
+    transcodes = volumes[mounts["/cache/transcodes"]]
+    assert transcodes["emptyDir"]["sizeLimit"] == "8Gi"
+    assert mounts["/cache/transcodes"] != mounts["/cache"]
+
+
+def test_a_transcode_volume_too_small_for_a_film_is_rejected() -> None:
+    raw = raw_config()
+    raw["media"]["jellyfin"]["transcodeSize"] = "2Gi"
+    with pytest.raises(SettingsError, match=r"pi-cluster:media.jellyfin.transcodeSize.*2Gi is less than 8Gi"):
+        parse(raw)
+
+
+def _segment_init(pi_k3s: mockrun.Result) -> list[str]:
+    dep = pi_k3s.manifest("Deployment", "jellyfin", "jellyfin")
+    init = containers(dep)["segment-deletion"]
+    assert init["image"] == containers(dep)["jellyfin"]["image"]
+    assert {"name": "config", "mountPath": "/config"} in init["volumeMounts"]
+    return init["command"]
+
+
+XML_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<EncodingOptions>\n'
+KEEP = "  <SegmentKeepSeconds>720</SegmentKeepSeconds>\n"
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        None,  # first start: no encoding.xml yet
+        XML_HEAD + "  <EnableSegmentDeletion>false</EnableSegmentDeletion>\n" + KEEP + "</EncodingOptions>\n",
+        XML_HEAD + KEEP + "</EncodingOptions>\n",
+    ],
+    ids=["missing", "off", "absent"],
+)
+def test_jellyfin_segment_deletion_is_turned_on(
+    pi_k3s: mockrun.Result, tmp_path: Path, before: str | None
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    from tests.conftest import require_tool
+
+    busybox = require_tool("busybox")
+    command = _segment_init(pi_k3s)
+    assert command[:2] == ["sh", "-c"]
+    config = tmp_path / "config"
+    config.mkdir()
+    if before is not None:
+        (config / "encoding.xml").write_text(before)
+    script = command[2].replace("/config/", f"{config}/")
+    run = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    root = ET.fromstring((config / "encoding.xml").read_text())
+    assert root.tag == "EncodingOptions"
+    assert [e.text for e in root.iter("EnableSegmentDeletion")] == ["true"]
+    if before is not None and "SegmentKeepSeconds" in before:
+        assert root.findtext("SegmentKeepSeconds") == "720"  # the rest untouched
+    # idempotent: a second start changes nothing
+    text = (config / "encoding.xml").read_text()
+    assert subprocess.run([busybox, "sh", "-c", script], check=False).returncode == 0
+    assert (config / "encoding.xml").read_text() == text
+
+
 def test_jellyfin_requests_fit_the_pi5(pi_k3s: mockrun.Result) -> None:
     from config.types import memory_bytes
 
@@ -224,6 +293,22 @@ def test_immich_values_use_only_keys_the_chart_reads(pi_k3s: mockrun.Result) -> 
 def test_immich_key_list_matches_chart_0_10_3() -> None:
     """The allow-list above is the chart's own values.yaml at tag immich-0.10.3."""
     assert _chart_values_keys() == IMMICH_KEYS
+
+
+def test_postgres_shared_buffers_fit_its_memory_limit(pi_k3s: mockrun.Result) -> None:
+    """The image's postgresql.ssd.conf sets shared_buffers=512MB, half of a 1Gi limit; the
+    container's args (the image's CMD and -c, which outranks the file) give a quarter."""
+    from components.media import postgres_shared_buffers
+    from config.types import memory_bytes
+
+    c = containers(pi_k3s.manifest("Deployment", "immich-postgresql", "immich"))["postgres"]
+    args = c["args"]
+    assert args[:3] == ["postgres", "-c", "config_file=/etc/postgresql/postgresql.conf"]
+    settings = dict(a.split("=", 1) for a in args[3:] if a != "-c")
+    assert settings["shared_buffers"] == "256MB"
+    limit = memory_bytes(c["resources"]["limits"]["memory"])
+    assert int(settings["shared_buffers"].removesuffix("MB")) * 2**20 <= limit // 4
+    assert postgres_shared_buffers("2Gi") == "512MB" and postgres_shared_buffers("512Mi") == "128MB"
 
 
 def test_postgres(pi_k3s: mockrun.Result) -> None:

@@ -4,7 +4,6 @@ Alertmanager configuration by amtool, dashboards, and ServiceMonitors derived fr
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -224,47 +223,127 @@ def test_rule_unit_test_fails_when_an_alert_would_not_fire(tmp_path: Path) -> No
     assert out.returncode != 0
 
 
-def _amtool_version(amtool: str) -> tuple[int, int]:
-    out = subprocess.run([amtool, "--version"], capture_output=True, text=True)
-    match = re.search(r"version (\d+)\.(\d+)", out.stdout + out.stderr)
-    assert match, out.stdout + out.stderr
-    return int(match.group(1)), int(match.group(2))
-
-
 def _amtool_check(amtool: str, config: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
     path.write_text(yaml.safe_dump(config))
     return subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
 
 
-def test_alertmanager_config_passes_amtool(pi_k3s: mockrun.Result, tmp_path: Path) -> None:
-    """The rendered configuration as the chart writes it to alertmanager.yaml.
+# --- Alertmanager's configuration, as prometheus-operator v0.87.1 reads it ----------------------
 
-    The chart runs Alertmanager v0.30, which reads Discord's webhook from ``webhook_url_file``
-    (since v0.27). Debian bookworm's amtool is v0.25 and predates that one field: there the test
-    proves the file is otherwise valid (its only complaint is that field) and checks the same
-    configuration with the file replaced by an inline URL of the same receiver.
-    """
+OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+TEST_WEBHOOK = "https://discord.invalid/api/webhooks/0/amcfg-check"
+
+
+def _config_secret(run: mockrun.Result) -> dict[str, Any]:
+    values = _values(run)["alertmanager"]["alertmanagerSpec"]
+    return run.manifest("ExternalSecret", values["configSecret"], "monitoring")
+
+
+def _rendered_template(run: mockrun.Result) -> str:
+    return _config_secret(run)["spec"]["target"]["template"]["data"][mon.ALERTMANAGER_CONFIG_KEY]
+
+
+@pytest.fixture(scope="module")
+def amcfg_check() -> Path:
+    """prometheus-operator's own configuration loader (tests/tools/amcfg-check), built once."""
+    from tests import gotools
+
+    return gotools.build("amcfg-check")
+
+
+def _operator_load(
+    tool: Path, text: str, tmp_path: Path, webhook: str | None = TEST_WEBHOOK
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(text)
+    data = ["-data", f"{mon.DISCORD_KEY}={webhook}"] if webhook else []
+    return subprocess.run(
+        [str(tool), "-version", mon.ALERTMANAGER_VERSION, *data, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_alertmanager_reads_its_config_from_the_external_secret(pi_k3s: mockrun.Result) -> None:
+    am = _values(pi_k3s)["alertmanager"]
+    assert "config" not in am  # the chart's own configuration Secret is not rendered
+    assert am["alertmanagerSpec"]["useExistingSecret"] is True
+    assert am["alertmanagerSpec"]["configSecret"] == mon.ALERTMANAGER_CONFIG_SECRET
+    es = _config_secret(pi_k3s)["spec"]
+    assert es["target"]["name"] == mon.ALERTMANAGER_CONFIG_SECRET
+    assert es["target"]["template"]["engineVersion"] == "v2"
+    assert list(es["target"]["template"]["data"]) == ["alertmanager.yaml"]
+    assert es["data"] == [{"secretKey": "webhook", "remoteRef": {"key": mon.DISCORD_WEBHOOK_REF}}]
+    text = _rendered_template(pi_k3s)
+    assert "webhook_url_file" not in text and "discord.com" not in text
+    reg = pi_k3s.get(RELEASE_TYPE, "monitoring-kube-prometheus-stack")
+    assert any(d.endswith("monitoring-alertmanager-config-externalsecret") for d in reg.depends_on)
+
+
+def test_chart_runs_the_operator_and_alertmanager_the_checker_models() -> None:
+    """kube-prometheus-stack 80.6.0 ships prometheus-operator v0.87.1 (Chart.yaml appVersion) and
+    Alertmanager v0.30.0 (values.yaml): the versions tests/tools/amcfg-check pins and passes."""
+    import tarfile
+
+    from tests.conftest import chart_mirror
+
+    with tarfile.open(chart_mirror() / "kube-prometheus-stack-80.6.0.tgz") as tar:
+        chart = yaml.safe_load(tar.extractfile("kube-prometheus-stack/Chart.yaml").read())  # type: ignore[union-attr]
+        values = yaml.safe_load(tar.extractfile("kube-prometheus-stack/values.yaml").read())  # type: ignore[union-attr]
+    go_mod = (mon.CONFIG_DIR.parent / "tests" / "tools" / "amcfg-check" / "go.mod").read_text()
+    assert f"{OPERATOR_MODULE} {chart['appVersion']}\n" in go_mod
+    assert values["alertmanager"]["alertmanagerSpec"]["image"]["tag"] == mon.ALERTMANAGER_VERSION
+
+
+def test_operator_accepts_the_rendered_config(
+    pi_k3s: mockrun.Result, amcfg_check: Path, tmp_path: Path
+) -> None:
+    """The template as ESO fills it, through the operator's loader; then amtool on the
+    configuration the operator generates (the file Alertmanager reads)."""
+    out = _operator_load(amcfg_check, _rendered_template(pi_k3s), tmp_path)
+    assert out.returncode == 0, out.stderr
+    generated = yaml.safe_load(out.stdout)
+    discord = next(r for r in generated["receivers"] if r["name"] == "discord")["discord_configs"][0]
+    assert discord == {"webhook_url": TEST_WEBHOOK, "send_resolved": True}
+    assert generated["route"]["receiver"] == "discord"
     amtool = require_tool("amtool")
-    config = _values(pi_k3s)["alertmanager"]["config"]
-    discord = next(r for r in config["receivers"] if r["name"] == "discord")["discord_configs"][0]
-    secret_names = _values(pi_k3s)["alertmanager"]["alertmanagerSpec"]["secrets"]
-    assert discord["webhook_url_file"] == f"/etc/alertmanager/secrets/{secret_names[0]}/webhook-url"
-    pi_k3s.manifest("ExternalSecret", secret_names[0], "monitoring")
-    assert "webhook_url" not in discord  # nothing secret in chart values
+    check = _amtool_check(amtool, generated, tmp_path / "generated.yaml")
+    assert check.returncode == 0, check.stdout + check.stderr
 
-    out = _amtool_check(amtool, config, tmp_path / "alertmanager.yaml")
-    if _amtool_version(amtool) >= (0, 27):
-        assert out.returncode == 0, out.stdout + out.stderr
-        return
-    assert out.returncode != 0
-    complaints = [line for line in (out.stdout + out.stderr).splitlines() if "not found in type" in line]
-    assert complaints and all("webhook_url_file" in line for line in complaints), out.stdout
-    inline = json.loads(json.dumps(config))
-    receiver = next(r for r in inline["receivers"] if r["name"] == "discord")["discord_configs"][0]
-    receiver["webhook_url"] = "https://discord.invalid/api/webhooks/0/amtool-check"
-    del receiver["webhook_url_file"]
-    out = _amtool_check(amtool, inline, tmp_path / "inline.yaml")
-    assert out.returncode == 0, out.stdout + out.stderr
+
+def test_operator_rejects_a_field_it_does_not_know(
+    pi_k3s: mockrun.Result, amcfg_check: Path, tmp_path: Path
+) -> None:
+    """The old receiver (webhook_url_file) fails in the operator exactly as on a cluster."""
+    config = yaml.safe_load(_rendered_template(pi_k3s))
+    discord = next(r for r in config["receivers"] if r["name"] == "discord")["discord_configs"][0]
+    del discord["webhook_url"]
+    discord["webhook_url_file"] = "/etc/alertmanager/secrets/alertmanager-discord/webhook-url"
+    out = _operator_load(amcfg_check, yaml.safe_dump(config), tmp_path, webhook=None)
+    assert out.returncode == 1
+    assert "field webhook_url_file not found in type alertmanager.discordConfig" in out.stderr
+    assert out.stdout == ""
+
+
+def test_operator_checker_fails_on_a_missing_template_value(
+    pi_k3s: mockrun.Result, amcfg_check: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(_rendered_template(pi_k3s))
+    out = subprocess.run(
+        [str(amcfg_check), "-version", mon.ALERTMANAGER_VERSION, "-data", "other=x", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and 'map has no entry for key "webhook"' in out.stderr
+
+
+def test_template_holds_no_action_but_the_webhook() -> None:
+    config = mon.alertmanager_config()
+    config["receivers"][1]["discord_configs"][0]["title"] = "{{ .CommonLabels.alertname }}"
+    with pytest.raises(ValueError, match="no template action but the webhook"):
+        mon.alertmanager_template(config)
 
 
 def test_amtool_rejects_a_route_to_a_missing_receiver(tmp_path: Path) -> None:
@@ -272,6 +351,15 @@ def test_amtool_rejects_a_route_to_a_missing_receiver(tmp_path: Path) -> None:
     config = mon.alertmanager_config()
     config["route"]["receiver"] = "nobody"
     assert _amtool_check(amtool, config, tmp_path / "bad.yaml").returncode != 0
+
+
+def test_amtool_rejects_the_old_receiver(tmp_path: Path) -> None:
+    """Debian's amtool complained about webhook_url_file too; the program changed, not the test."""
+    amtool = require_tool("amtool")
+    config = mon.alertmanager_config()
+    config["receivers"][1]["discord_configs"][0] = {"webhook_url_file": "/x", "send_resolved": True}
+    out = _amtool_check(amtool, config, tmp_path / "old.yaml")
+    assert out.returncode != 0 and "webhook_url_file" in out.stdout + out.stderr
 
 
 def test_one_service_monitor_per_target_after_the_release(pi_k3s: mockrun.Result) -> None:

@@ -185,3 +185,129 @@ def test_script_is_shellcheck_clean() -> None:
     shellcheck = require_tool("shellcheck")
     result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+# --- gravity: a 200 that streams failures -------------------------------------------------------
+
+
+def test_the_fake_streams_gravity_like_ftl(pihole: FakePihole) -> None:
+    """200, chunked, whatever gravity reports (FTL src/api/action.c): the status says nothing."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    pihole.sessions.add("sid-x")
+    pihole.lists["https://example.org/gone.txt"] = {
+        "address": "https://example.org/gone.txt",
+        "type": "block",
+    }
+    pihole.broken["https://example.org/gone.txt"] = "gone"
+    conn = http.client.HTTPConnection(urlsplit(pihole.url).netloc, timeout=10)  # type: ignore[attr-defined]
+    conn.request("POST", "/api/action/gravity", headers={"X-FTL-SID": "sid-x"})
+    reply = conn.getresponse()
+    assert reply.status == 200 and reply.getheader("Transfer-Encoding") == "chunked"
+    assert "[✗] List download failed: no cached list available" in reply.read().decode()
+    assert pihole.lists["https://example.org/gone.txt"]["status"] == 4
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "reason"),
+    [
+        ("gone", 4, "download failed and no cached copy exists: it blocks nothing"),
+        ("cached", 3, "download failed, the previously cached copy is used"),
+    ],
+)
+def test_a_list_gravity_could_not_download_fails_the_job(
+    pihole: FakePihole, tmp_path: Path, how: str, status: int, reason: str
+) -> None:
+    broken = ADLISTS[3]
+    pihole.broken[broken] = how
+    result = run(pihole, tmp_path)
+    assert result.returncode != 0
+    assert pihole.gravity_runs == 1 and pihole.lists[broken]["status"] == status
+    assert f"{broken}: {reason}" in result.stderr
+    assert "[✗] List download failed" in result.stderr  # gravity's own line, shown
+    assert "gravity failed for 1 block list(s)" in result.stderr
+    assert pihole.sessions == set()
+
+
+def test_gravity_success_is_read_from_the_lists_status(pihole: FakePihole, tmp_path: Path) -> None:
+    result = run(pihole, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert {v["status"] for v in pihole.lists.values()} == {1}
+    assert "every block list is in use" in result.stderr
+    # after gravity, the lists were read again for their status
+    assert pihole.calls[-2].method == "GET" and pihole.calls[-2].path == "/api/lists"
+
+
+# --- sessions: no free seat --------------------------------------------------------------------
+
+
+def test_no_free_api_seat_fails_at_once_naming_the_setting(pihole: FakePihole, tmp_path: Path) -> None:
+    pihole.max_sessions = 0
+    result = run(pihole, tmp_path, ATTEMPTS="5", RETRY_DELAY="1")
+    assert result.returncode != 0
+    assert len(pihole.made("POST", "/api/auth")) == 1  # not retried
+    assert "api_seats_exceeded" in result.stderr and "webserver.api.max_sessions" in result.stderr
+    assert pihole.lists == {} and pihole.gravity_runs == 0
+
+
+def test_other_429s_are_still_retried(pihole: FakePihole, tmp_path: Path) -> None:
+    pihole.fail[("GET", "/api/lists")] = [429]
+    result = run(pihole, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 429 (try 1 of 3)" in result.stderr
+
+
+# --- writes whose answer is lost ---------------------------------------------------------------------
+
+
+def test_a_post_applied_but_unanswered_is_not_repeated(pihole: FakePihole, tmp_path: Path) -> None:
+    """Pi-hole added the lists but the answer was lost: the collection is read again, nothing is
+    missing, nothing is posted twice (a second POST would get UNIQUE errors and fail)."""
+    pihole.fail[("POST", "/api/lists")] = [("applied", 504)]
+    result = run(pihole, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(pihole.made("POST", "/api/lists")) == 1
+    assert len(pihole.made("GET", "/api/lists")) == 3  # read, read again, status after gravity
+    assert "adding got no answer; reading block lists again" in result.stderr
+    assert sorted(pihole.lists) == sorted(ADLISTS) and pihole.gravity_runs == 1
+
+
+def test_a_repeated_post_is_what_would_fail(pihole: FakePihole, tmp_path: Path) -> None:
+    """The fake answers a repeated add as FTL does: 201 with a UNIQUE error per item."""
+    assert run(pihole, tmp_path).returncode == 0
+    import json as _json
+    import urllib.request
+
+    pihole.sessions.add("sid-y")
+    request = urllib.request.Request(
+        f"{pihole.url}/api/lists?type=block",  # type: ignore[attr-defined]
+        data=_json.dumps({"address": ADLISTS[:1]}).encode(),
+        headers={"X-FTL-SID": "sid-y", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        body = _json.loads(reply.read())
+    assert reply.status == 201
+    assert body["processed"]["errors"][0]["error"].startswith("UNIQUE constraint failed")
+
+
+def test_a_delete_applied_but_unanswered_is_not_an_error(pihole: FakePihole, tmp_path: Path) -> None:
+    assert run(pihole, tmp_path).returncode == 0
+    pihole.calls.clear()
+    gone = ADLISTS[0]
+    pihole.fail[("DELETE", "/api/lists/")] = [("applied", 502)]
+    result = run(pihole, tmp_path, adlists=ADLISTS[1:])
+    assert result.returncode == 0, result.stderr
+    assert gone not in pihole.lists
+    assert len(pihole.made("DELETE", "/api/lists/")) == 1
+    assert "reading block lists again" in result.stderr
+
+
+def test_writes_that_never_get_an_answer_are_bounded(pihole: FakePihole, tmp_path: Path) -> None:
+    pihole.fail[("POST", "/api/lists")] = [503] * 10
+    result = run(pihole, tmp_path)
+    assert result.returncode != 0
+    assert len(pihole.made("POST", "/api/lists")) == 3
+    assert "block lists: still not in sync after 3 rounds" in result.stderr
+    assert pihole.sessions == set()

@@ -6,6 +6,7 @@ import json
 import re
 import tomllib
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -189,7 +190,7 @@ def test_adding_one_route_adds_one_tile_and_one_monitor(
     ]
     assert len(new_ingresses) == 1 and new[new_ingresses[0]]["metadata"]["name"] == "jellyfin"
     assert set(new) - set(old) - set(new_ingresses) == {
-        "kubernetes:external-secrets.io/v1:ExternalSecret::homepage-homepage-jellyfin-externalsecret",
+        "kubernetes:external-secrets.io/v1:ExternalSecret::homepage-homepage-jellyfin-key-externalsecret",
         "kubernetes:core/v1:Namespace::jellyfin-namespace",  # made by the app component, as it would
     }
     changed = sorted(k for k in old if old[k] != new.get(k))
@@ -257,16 +258,16 @@ def test_literal_credentials_and_missing_fields_are_rejected(settings: Settings)
     )
     with pytest.raises(RouteError, match=r"route 'pihole'.*not a literal credential"):
         hp.tile(leaky, settings.domain, settings.homepage.credentials)
-    no_slug = Route(
+    kuma = Route(
         name="kuma",
         host_prefix="kuma",
         namespace="x",
         service="x",
         port=1,
-        dashboard=Dashboard(group="g", icon="i", widget="uptimekuma"),
+        dashboard=Dashboard(group="g", icon="i", widget="uptimekuma", widget_fields={"slug": "home"}),
     )
-    with pytest.raises(RouteError, match=r"route 'kuma'.*needs field 'slug'"):
-        hp.tile(no_slug, settings.domain, settings.homepage.credentials)
+    with pytest.raises(RouteError, match=r"route 'kuma'.*'uptimekuma' cannot be used: .*status page"):
+        hp.tile(kuma, settings.domain, settings.homepage.credentials)
 
 
 def grants_on(rules: list[dict[str, Any]], resource: str) -> list[dict[str, Any]]:
@@ -313,12 +314,10 @@ def test_homepage_files_parse_as_homepage_reads_them(pi_k3s: mockrun.Result, set
     assert files["kubernetes.yaml"]["mode"] == "cluster"
     grafana = next(body for _, name, body in tiles(pi_k3s) if name == "Grafana")
     assert grafana["widget"]["type"] == "prometheus"
+    # No uptimekuma widget: it would read a status page nothing creates (components/status.py).
     kuma = next(body for _, name, body in tiles(pi_k3s) if name == "Status")
-    assert kuma["widget"] == {
-        "type": "uptimekuma",
-        "url": "http://uptime-kuma.uptime-kuma.svc.cluster.local:3001",
-        "slug": "home",
-    }
+    assert "widget" not in kuma and kuma["siteMonitor"].startswith("http://uptime-kuma.uptime-kuma.svc")
+    assert not [b for _, _, b in tiles(pi_k3s) if (b.get("widget") or {}).get("type") == "uptimekuma"]
     pod = pi_k3s.manifest("Deployment", "homepage", "homepage")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["HOMEPAGE_ALLOWED_HOSTS"].split(",") == [
@@ -339,7 +338,11 @@ def test_autokuma_files_parse_as_autokuma_reads_them(pi_k3s: mockrun.Result) -> 
         if kind != "notification":
             assert json.loads(entity["notification_name_list"]) == [st.NOTIFICATION_ID], key
     assert parsed["discord"]["config"]["discordWebhookUrl"] == env[st.DISCORD_ENV]
+    # one DNS monitor per Pi-hole the LAN uses
     assert parsed["dns-pihole"]["dns_resolve_server"] == "192.168.1.55" and parsed["dns-pihole"]["port"] == 53
+    assert parsed["dns-pihole-2"]["dns_resolve_server"] == "192.168.1.51"
+    assert parsed["dns-pihole-2"]["port"] == 53 and parsed["dns-pihole-2"]["type"] == "dns"
+    assert sorted(k for k, v in parsed.items() if v["type"] == "dns") == ["dns-pihole", "dns-pihole-2"]
     assert (parsed["dns-unbound"]["hostname"], parsed["dns-unbound"]["port"]) == (
         "unbound.pihole.svc.cluster.local",
         5335,
@@ -399,3 +402,168 @@ def test_seed_routes_give_at_least_the_seed_twelve_monitors(settings: Settings) 
     monitors = [k for k, v in entities.items() if v["type"] != "notification"]
     assert len(monitors) >= 12
     assert len(hp.tiles(seed, settings.domain, settings.homepage.credentials)) == len(seed)
+
+
+# --- AutoKuma reads the ConfigMap as the kubelet mounts it ----------------------------------------
+
+
+def kubelet_configmap_volume(root: Path, data: dict[str, str]) -> None:
+    """A ConfigMap volume as the kubelet's atomic writer lays it out: the files in a hidden
+    timestamped directory, ``..data`` a symlink to it, and each key a symlink into ``..data``."""
+    stamp = root / "..2026_07_07_10_00_00.000000001"
+    stamp.mkdir(parents=True)
+    for key, text in data.items():
+        (stamp / key).write_text(text)
+    (root / "..data").symlink_to(stamp.name)
+    for key in data:
+        (root / key).symlink_to(f"..data/{key}")
+
+
+def autokuma_static_files(root: Path, follow_symlinks: bool) -> dict[str, Path]:
+    """The files AutoKuma 2.0.0's file source reads (autokuma/src/sources/file_source.rs):
+    walkdir from the folder, following links only with files.follow_symlinks; entries whose
+    name starts with '.' pruned (filter_entry); regular files kept, symlinks only when followed;
+    only .json and .toml read; the id is the relative path with the file's stem."""
+    found: dict[str, Path] = {}
+
+    def walk(directory: Path, prefix: tuple[str, ...]) -> None:
+        for entry in sorted(directory.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink() and not follow_symlinks:
+                continue  # file_type() is a symlink: neither is_file() nor followed
+            if entry.is_dir():
+                walk(entry, (*prefix, entry.name))
+            elif entry.is_file() and entry.suffix in (".json", ".toml"):
+                found["/".join((*prefix, entry.stem))] = entry
+
+    walk(root, ())
+    return found
+
+
+def _autokuma_env(run: mockrun.Result) -> dict[str, Any]:
+    pod = run.manifest("Deployment", "autokuma", st.NAMESPACE)["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+
+def _follow_symlinks(env: dict[str, Any]) -> bool:
+    # config-rs reads AUTOKUMA__FILES__FOLLOW_SYMLINKS into files.follow_symlinks (default false)
+    return str(env.get("AUTOKUMA__FILES__FOLLOW_SYMLINKS", "false")).lower() == "true"
+
+
+def test_autokuma_finds_every_monitor_in_the_mounted_configmap(
+    pi_k3s: mockrun.Result, tmp_path: Path
+) -> None:
+    data = pi_k3s.manifest("ConfigMap", st.MONITORS_CONFIGMAP, st.NAMESPACE)["data"]
+    pod = pi_k3s.manifest("Deployment", "autokuma", st.NAMESPACE)["spec"]["template"]["spec"]
+    env = _autokuma_env(pi_k3s)
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "monitors")
+    assert env["AUTOKUMA__STATIC_MONITORS"] == mount["mountPath"]
+    root = tmp_path / mount["mountPath"].lstrip("/")
+    kubelet_configmap_volume(root, data)
+    found = autokuma_static_files(root, _follow_symlinks(env))
+    assert sorted(found) == sorted(key.removesuffix(".json") for key in data)
+    secrets = {st.DISCORD_ENV: "https://discord.invalid/api/webhooks/1/test"}
+    for entity_id, path in found.items():
+        assert autokuma_parse(path.read_text(), secrets)["type"], entity_id
+
+
+def test_autokuma_without_follow_symlinks_reads_nothing(pi_k3s: mockrun.Result, tmp_path: Path) -> None:
+    """The old Deployment (no AUTOKUMA__FILES__FOLLOW_SYMLINKS): every key is a symlink and the
+    real files sit under '..'-prefixed directories, so AutoKuma finds no monitor at all."""
+    data = pi_k3s.manifest("ConfigMap", st.MONITORS_CONFIGMAP, st.NAMESPACE)["data"]
+    kubelet_configmap_volume(tmp_path / "monitors", data)
+    assert autokuma_static_files(tmp_path / "monitors", follow_symlinks=False) == {}
+    old_env = {k: v for k, v in _autokuma_env(pi_k3s).items() if k != "AUTOKUMA__FILES__FOLLOW_SYMLINKS"}
+    assert autokuma_static_files(tmp_path / "monitors", _follow_symlinks(old_env)) == {}
+    # plain files are read either way, and other extensions never
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.json").write_text("{}")
+    (plain / "b.txt").write_text("")
+    assert sorted(autokuma_static_files(plain, follow_symlinks=False)) == ["a"]
+
+
+# --- Homepage credentials: one Secret per variable -----------------------------------------------
+
+
+def test_one_external_secret_per_homepage_variable(pi_k3s: mockrun.Result) -> None:
+    pod = pi_k3s.manifest("Deployment", "homepage", "homepage")["spec"]["template"]["spec"]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in pod["containers"][0]["env"]
+        if e["name"].startswith("HOMEPAGE_VAR_")
+    }
+    assert sorted(refs) == sorted(
+        [
+            "HOMEPAGE_VAR_PIHOLE_KEY",
+            "HOMEPAGE_VAR_PIHOLE_2_KEY",
+            "HOMEPAGE_VAR_JELLYFIN_KEY",
+            "HOMEPAGE_VAR_IMMICH_KEY",
+        ]
+    )
+    assert len({r["name"] for r in refs.values()}) == len(refs)  # no Secret shared
+    for var, ref in refs.items():
+        secret = pi_k3s.manifest("ExternalSecret", ref["name"], "homepage")
+        assert [d["secretKey"] for d in secret["spec"]["data"]] == [var] == [ref["key"]]
+    keys = {body["widget"]["key"] for _, name, body in tiles(pi_k3s) if name.startswith("Pihole")}
+    assert keys == {"{{HOMEPAGE_VAR_PIHOLE_KEY}}", "{{HOMEPAGE_VAR_PIHOLE_2_KEY}}"}
+    for secret in pi_k3s.manifests("ExternalSecret"):
+        if secret["metadata"]["namespace"] == "homepage":
+            assert len(secret["spec"]["data"]) == 1, secret["metadata"]["name"]
+
+
+def test_two_tiles_reading_one_variable_are_refused(settings: Settings) -> None:
+    def pihole(name: str) -> Route:
+        return Route(
+            name=name,
+            host_prefix=name,
+            namespace="pihole",
+            service=f"{name}-web",
+            port=80,
+            dashboard=Dashboard(
+                group="Network",
+                icon="pi-hole.svg",
+                widget="pihole",
+                widget_fields={"key": "{{HOMEPAGE_VAR_PIHOLE_KEY}}"},
+            ),
+        )
+
+    creds = {"HOMEPAGE_VAR_PIHOLE_KEY": "pihole/password"}
+    with pytest.raises(RouteError, match=r"routes 'pihole' and 'pihole-2' both read HOMEPAGE_VAR_PIHOLE_KEY"):
+        hp.tiles([pihole("pihole"), pihole("pihole-2")], settings.domain, creds)
+    assert len(hp.tiles([pihole("pihole")], settings.domain, creds)) == 1
+
+
+def test_every_credential_of_a_stack_feeds_a_tile(any_stack: mockrun.Result) -> None:
+    """No dead credential in the stack files (the UniFi ones fed no widget): each
+    homepage.credentials key is an environment variable some tile's widget reads."""
+    values, _ = mockrun.stack_config(any_stack.stack)
+    declared = set(values["pi-cluster:homepage"].get("credentials", {}))
+    services = yaml.safe_load(
+        any_stack.manifest("ConfigMap", hp.CONFIG_MAP, hp.NAMESPACE)["data"]["services.yaml"]
+    )
+    read = set(re.findall(r"\{\{(HOMEPAGE_VAR_[A-Z0-9_]+)\}\}", json.dumps(services)))
+    media_off = any_stack.stack == "dev"  # media apps are off there: their keys go unread
+    assert declared - read == set(), f"{any_stack.stack}: credentials no tile reads"
+    assert media_off or read == declared
+    assert not {v for v in declared if "UNIFI" in v}
+
+
+# --- Uptime Kuma's first admin -----------------------------------------------------------------------
+
+
+def test_first_admin_step_is_a_stack_output(pi_k3s: mockrun.Result, settings: Settings) -> None:
+    note = pi_k3s.outputs["uptimeKumaSetup"]
+    assert f"https://status.{settings.domain}/setup" in note
+    ref = st.CREDENTIAL_REFS["username"].split("/")[0]
+    assert f"item '{settings.onepassword.item_prefix}{ref}'" in note and "'username' and 'password'" in note
+    pod = pi_k3s.manifest("Deployment", "autokuma", st.NAMESPACE)["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("valueFrom") for e in pod["containers"][0]["env"]}
+    assert env["AUTOKUMA__KUMA__USERNAME"]["secretKeyRef"]["name"] == st.CREDENTIALS_SECRET
+    secret = pi_k3s.manifest("ExternalSecret", st.CREDENTIALS_SECRET, st.NAMESPACE)
+    assert {d["remoteRef"]["key"] for d in secret["spec"]["data"]} == {f"{ref}/username", f"{ref}/password"}
+
+
+def test_dev_stack_names_its_own_item(dev: mockrun.Result) -> None:
+    assert "item 'dev-uptime-kuma'" in dev.outputs["uptimeKumaSetup"]
