@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
 TOOLS_BIN := .tools/bin
 
-.PHONY: render test lint typecheck pytest bench bench-lists clean scan capacity
+.PHONY: render test validators lint typecheck pytest bench bench-lists clean scan capacity
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,8 +20,13 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 render: $(VENV)/.runtime
 	$(PY) -m tools.render --stack $(STACK)
 
-## test: lint, format check, type check and the test suite
-test: lint typecheck pytest
+## test: the validators it needs (installed when missing), lint, format check, type check, tests
+test: validators lint typecheck pytest
+
+## validators: what the tests call: Debian tools and Renovate's validator (.ci/install-tools), checkov
+validators:
+	.ci/install-tools
+	@$(MAKE) --no-print-directory $(SCAN_VENV)/.checkov
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
@@ -80,9 +85,8 @@ crd-schemas-check: $(TOOLS_BIN)/.layer $(VENV)/.runtime
 .PHONY: ci-tools render-diff notify
 BASE_RENDERED ?= ../base/rendered
 
-## ci-tools: install the validators the tests require (Debian tools, Renovate's validator)
-ci-tools:
-	.ci/install-tools
+## ci-tools: the validators the tests require (the same as `make validators`)
+ci-tools: validators
 
 ## render-diff: rendered/ against BASE_RENDERED as Markdown ($GITHUB_STEP_SUMMARY in CI)
 render-diff: $(VENV)/.runtime
