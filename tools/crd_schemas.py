@@ -118,7 +118,10 @@ def program_releases(root: Path = ROOT) -> list[Release]:
                         version=inputs["version"],
                         repo=inputs["repositoryOpts"]["repo"],
                         values=json.dumps(inputs.get("values") or {}, sort_keys=True),
-                        value_files=tuple(f["text"] for f in inputs.get("valueYamlFiles") or []),
+                        value_files=tuple(
+                            f["text"] if "text" in f else (root / f["path"]).read_text()
+                            for f in inputs.get("valueYamlFiles") or []
+                        ),
                         kube_version=kube,
                         skip_crds=bool(inputs.get("skipCrds")),
                     )
