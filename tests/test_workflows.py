@@ -221,29 +221,22 @@ def _stub(directory: Path, name: str, body: str = "") -> None:
     path.chmod(0o755)
 
 
-@pytest.mark.parametrize(
-    ("uid", "tools_present", "validator_present", "expected"),
-    [
-        ("0", False, False, ["apt-get update -qq", "apt-get install", "npm ci --prefix tools/node"]),
-        (
-            "1000",
-            False,
-            True,
-            ["sudo apt-get update -qq", "apt-get update -qq", "sudo apt-get install", "apt-get install"],
-        ),
-        ("0", True, True, []),
-    ],
-)
-def test_install_tools_installs_only_what_is_missing(
-    tmp_path: Path, uid: str, tools_present: bool, validator_present: bool, expected: list[str]
-) -> None:
+def _install_tools_run(
+    tmp_path: Path,
+    *,
+    uid: str = "0",
+    tools_present: bool = False,
+    validator_present: bool = False,
+    missing: tuple[str, ...] = (),
+    sudo_body: str = '[ "$1" = -n ] && shift\n"$@"',
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """.ci/install-tools in a copy of the repository, every command it may call a stub."""
     repo, stubs = tmp_path / "repo", tmp_path / "bin"
     (repo / ".ci").mkdir(parents=True)
     stubs.mkdir()
     shutil.copy(ROOT / ".ci" / "install-tools", repo / ".ci" / "install-tools")
-    for tool in ("apt-get", "npm"):
-        _stub(stubs, tool)
-    _stub(stubs, "sudo", '"$@"')
+    for tool in {"apt-get", "npm", "sudo"} - set(missing):
+        _stub(stubs, tool, sudo_body if tool == "sudo" else "")
     _stub(stubs, "id", f"echo {uid}")
     (stubs / "dirname").symlink_to(shutil.which("dirname") or "/usr/bin/dirname")
     if tools_present:
@@ -267,8 +260,64 @@ def test_install_tools_installs_only_what_is_missing(
     result = subprocess.run(
         ["/bin/bash", str(repo / ".ci" / "install-tools")], capture_output=True, text=True, env=env
     )
+    return result, [c for c in calls.read_text().splitlines() if not c.startswith("id")]
+
+
+@pytest.mark.parametrize(
+    ("uid", "tools_present", "validator_present", "expected"),
+    [
+        ("0", False, False, ["apt-get update -qq", "apt-get install", "npm ci --prefix tools/node"]),
+        (
+            "1000",
+            False,
+            True,
+            [
+                "sudo -n true",
+                "sudo -n apt-get update -qq",
+                "apt-get update -qq",
+                "sudo -n apt-get install",
+                "apt-get install",
+            ],
+        ),
+        ("0", True, True, []),
+    ],
+)
+def test_install_tools_installs_only_what_is_missing(
+    tmp_path: Path, uid: str, tools_present: bool, validator_present: bool, expected: list[str]
+) -> None:
+    result, recorded = _install_tools_run(
+        tmp_path, uid=uid, tools_present=tools_present, validator_present=validator_present
+    )
     assert result.returncode == 0, result.stderr
-    recorded = [c for c in calls.read_text().splitlines() if not c.startswith("id")]
     assert len(recorded) == len(expected), recorded
     for call, want in zip(recorded, expected, strict=True):
         assert call.startswith(want), (call, want)
+
+
+APT_COMMAND = (
+    "sudo apt-get update && sudo apt-get install -y --no-install-recommends "
+    "unbound unbound-anchor shellcheck prometheus prometheus-alertmanager busybox sqlite3"
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "command"),
+    [
+        ("sudo wants a password", {"uid": "1000", "sudo_body": "exit 1"}, APT_COMMAND),
+        ("no sudo", {"uid": "1000", "missing": ("sudo",)}, APT_COMMAND),
+        ("no apt-get", {"missing": ("apt-get",)}, APT_COMMAND),
+        (
+            "no npm",
+            {"tools_present": True, "missing": ("npm",)},
+            "sudo apt-get install -y nodejs npm && npm ci --prefix tools/node --no-audit --no-fund "
+            "--ignore-scripts",
+        ),
+    ],
+)
+def test_install_tools_stops_at_once_with_the_command_that_installs(
+    tmp_path: Path, case: str, kwargs: dict[str, Any], command: str
+) -> None:
+    result, recorded = _install_tools_run(tmp_path, **kwargs)
+    assert result.returncode == 1, case
+    assert result.stderr.splitlines()[-1] == f"  {command}"
+    assert not [c for c in recorded if c.startswith(("apt-get", "npm"))]
