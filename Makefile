@@ -4,7 +4,7 @@ SCAN_VENV ?= .scan-venv
 PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
 
-.PHONY: render test lint typecheck pytest bench bench-lists clean scan capacity
+.PHONY: render test lint typecheck pytest bench bench-lists clean scan capacity charts
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,9 +38,20 @@ $(SCAN_VENV)/.checkov: requirements-scan.txt
 	$(SCAN_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-scan.txt
 	touch $@
 
-scan: $(SCAN_VENV)/.checkov render
+CHART_VARIANTS := pi-k3s dev pi-k3s-traefik
+
+scan: $(SCAN_VENV)/.checkov render charts
 	$(SCAN_VENV)/bin/checkov -d rendered/manifests --skip-download --framework kubernetes \
 	  --compact --quiet
+	for v in $(CHART_VARIANTS); do \
+	  $(SCAN_VENV)/bin/checkov -d rendered/charts/$$v --skip-download --framework kubernetes \
+	    --skip-path 'CustomResourceDefinition-' --compact --quiet || exit 1; \
+	done
+
+## charts: every Helm release of every stack templated by helm and checked -> rendered/charts/
+## (charts from CHART_MIRROR when set, else from their repositories)
+charts: $(VENV)/.dev
+	$(PY) -m tools.charts
 
 ## capacity: per node, what the stack requests and limits against what it has
 capacity: $(VENV)/.runtime

@@ -99,6 +99,8 @@ class _Nginx:
                 "service": {"type": "ClusterIP", "enableHttp": False},
                 "ingressClassResource": {"name": self.class_name, "default": False},
                 "resources": s.ingress.ingress_nginx.resources.spec(),
+                # The chart sets only the container's context; the pod's seccomp profile too.
+                "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                 "metrics": {"enabled": True, "service": {"enabled": True}},
                 # The certificate Jobs (pre-install create, post-install patch) run on every
                 # install and upgrade; the chart gives them no requests or limits.
@@ -106,7 +108,10 @@ class _Nginx:
                     "enabled": True,
                     "createSecretJob": {"resources": jobs},
                     "patchWebhookJob": {"resources": jobs},
-                    "patch": {"nodeSelector": {"kubernetes.io/os": "linux"}},
+                    "patch": {
+                        "nodeSelector": {"kubernetes.io/os": "linux"},
+                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    },
                 },
             }
         }

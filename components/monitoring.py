@@ -256,6 +256,13 @@ def chart_values(s: Settings) -> dict[str, Any]:
         "prometheus-node-exporter": {
             "namespaceOverride": NODE_EXPORTER_NAMESPACE,
             "resources": r.node_exporter.spec(),
+            # Reads /proc, /sys and the root filesystem: no capability, no privilege escalation.
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containerSecurityContext": {
+                "readOnlyRootFilesystem": True,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
             # The subchart's defaults, spelled out so the capacity declaration reads them.
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"effect": "NoSchedule", "operator": "Exists"}],

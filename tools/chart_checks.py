@@ -853,26 +853,120 @@ def _service_reach(
 # checkov waivers on chart objects, and the report
 
 
-# (release, kind, name) -> (exception reason for relaxed containers, {check: reason}). The
-# builders' convention waivers (kb.checkov_waivers: digest, pull policy, CPU limit, UID, secret
-# env, API token, host network) are derived from each pod spec as for our own workloads.
-CHECKOV_WAIVERS: dict[tuple[str, str, str], tuple[str, dict[str, str]]] = {}
+# checkov checks a chart's object fails on purpose, with the reason, per (release, kind, name).
+# On pod templates the builders' convention waivers (kb.checkov_waivers: digest, pull policy, CPU
+# limit, UID, secret env, API token, host network) are derived from the pod spec as for our own
+# workloads; a container relaxed below the builders' defaults (writable root filesystem, added
+# capability) needs an ``EXCEPTION`` reason. Anything not listed here fails `make scan`.
+EXCEPTION = "exception"  # the reason kb.checkov_waivers gives the relaxed containers' checks
+_TOKEN = (
+    "CKV_K8S_38",
+    "the pod works through the Kubernetes API with the ServiceAccount and RBAC its chart creates",
+)
+_CERT_JOB = (
+    "CKV_K8S_38",
+    "the certificate Job writes the webhook's Secret and patches the webhook configuration through the API",
+)
+_CA_INJECT = (
+    "CKV_K8S_155",
+    "it writes the CA bundle into the chart's own webhook configurations (the chart's ClusterRole)",
+)
+_CERT_SECRET = (
+    "CKV2_K8S_5",
+    "the certificate Job creates and reads the webhook's TLS Secret (the chart's Role)",
+)
+CHECKOV_WAIVERS: dict[tuple[str, str, str], dict[str, str]] = {
+    ("ingress-nginx", "DaemonSet", "ingress-nginx-controller"): {
+        EXCEPTION: "nginx writes its generated configuration and temp files to the image's filesystem and "
+        "binds 443 inside the pod with NET_BIND_SERVICE (ingress-nginx chart 4.15.1 defaults)",
+        "CKV_K8S_26": "the controller binds hostPort 443 on the ingress node (Pi-hole owns :80 there)",
+    },
+    ("ingress-nginx", "Job", "ingress-nginx-admission-create"): dict([_CERT_JOB]),
+    ("ingress-nginx", "Job", "ingress-nginx-admission-patch"): dict([_CERT_JOB]),
+    ("ingress-nginx", "ClusterRole", "ingress-nginx-admission"): dict([_CA_INJECT]),
+    ("ingress-nginx", "RoleBinding", "ingress-nginx-admission"): dict([_CERT_SECRET]),
+    ("traefik", "DaemonSet", "traefik"): {
+        "CKV_K8S_26": "the controller binds hostPort 443 on the ingress node (Pi-hole owns :80 there)",
+    },
+    ("cert-manager", "Deployment", "cert-manager"): {
+        **dict([_TOKEN]),
+        "CKV_K8S_9": "cert-manager chart v1.21.1 gives the controller a liveness probe only",
+    },
+    ("cert-manager", "Deployment", "cert-manager-cainjector"): {
+        **dict([_TOKEN]),
+        "CKV_K8S_8": "cert-manager chart v1.21.1 gives the cainjector no probe",
+        "CKV_K8S_9": "cert-manager chart v1.21.1 gives the cainjector no probe",
+    },
+    ("cert-manager", "Deployment", "cert-manager-webhook"): dict([_TOKEN]),
+    ("cert-manager", "Job", "cert-manager-startupapicheck"): {
+        "CKV_K8S_38": "the post-install check asks the API whether the webhook answers",
+    },
+    ("cert-manager", "ClusterRole", "cert-manager-cainjector"): dict([_CA_INJECT]),
+    ("external-secrets", "Deployment", "external-secrets"): {
+        "CKV_K8S_8": "external-secrets chart 1.2.0 leaves the controller's liveness probe off and has no "
+        "readiness probe; a stuck sync shows in the ExternalSecrets' status and metrics",
+        "CKV_K8S_9": "external-secrets chart 1.2.0 has no readiness probe for the controller",
+    },
+    ("external-secrets", "Deployment", "external-secrets-webhook"): {
+        "CKV_K8S_8": "external-secrets chart 1.2.0 gives the webhook a readiness probe only",
+    },
+    ("external-secrets", "Deployment", "external-secrets-cert-controller"): {
+        "CKV_K8S_8": "external-secrets chart 1.2.0 gives the cert controller a readiness probe only",
+    },
+    ("external-secrets", "ClusterRole", "external-secrets-cert-controller"): dict([_CA_INJECT]),
+    ("kube-prometheus-stack", "Deployment", "kube-prometheus-stack-grafana"): {
+        "CKV_K8S_22": "Grafana writes plugins, sessions and temp files beside its data (grafana chart 10.4.0 "
+        "container context)",
+        "CKV_K8S_8": "the dashboard and datasource sidecars have no health endpoint; Grafana's own "
+        "container has both probes",
+        "CKV_K8S_9": "the dashboard and datasource sidecars have no health endpoint; Grafana's own "
+        "container has both probes",
+    },
+    ("kube-prometheus-stack", "ClusterRoleBinding", "kube-prometheus-stack-grafana-clusterrolebinding"): {
+        "CKV2_K8S_5": "Grafana's sidecars read the dashboards and datasources they load from labelled "
+        "ConfigMaps and Secrets (the grafana chart's ClusterRole)",
+    },
+    ("kube-prometheus-stack", "Job", "kube-prometheus-stack-admission-create"): dict([_CERT_JOB]),
+    ("kube-prometheus-stack", "Job", "kube-prometheus-stack-admission-patch"): dict([_CERT_JOB]),
+    ("kube-prometheus-stack", "ClusterRole", "kube-prometheus-stack-admission"): dict([_CA_INJECT]),
+    ("kube-prometheus-stack", "RoleBinding", "kube-prometheus-stack-admission"): dict([_CERT_SECRET]),
+    ("kube-prometheus-stack", "ClusterRole", "kube-prometheus-stack-operator"): {
+        "CKV_K8S_49": "prometheus-operator manages every monitoring.coreos.com resource (the chart's "
+        "ClusterRole)",
+    },
+    ("kube-prometheus-stack", "DaemonSet", "kube-prometheus-stack-prometheus-node-exporter"): {
+        "CKV_K8S_17": "node-exporter reads the host's processes (hostPID; its namespace is privileged)",
+    },
+    ("immich", "Deployment", "immich-server"): {
+        "CKV_K8S_22": "immich-server writes caches and temp files in its image; its paths are not vetted for "
+        "a read-only root filesystem (immich chart 0.10.3)",
+    },
+    ("immich", "Deployment", "immich-valkey"): {
+        "CKV_K8S_22": "the valkey image is not vetted for a read-only root filesystem (immich chart 0.10.3)",
+    },
+}
 
 
-def with_waivers(variant: str, release: str, objs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The objects with their checkov waivers as annotations (what `make scan` reads)."""
-    del variant
+def with_waivers(
+    release: str, objs: Sequence[dict[str, Any]], used: set[tuple[str, str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """The objects with their checkov waivers as annotations (what `make scan` reads); the keys
+    of :data:`CHECKOV_WAIVERS` that matched are added to ``used``."""
     out = []
     for obj in objs:
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]
-        reason, extra = CHECKOV_WAIVERS.get((release, obj["kind"], meta["name"]), ("", {}))
+        key = (release, obj["kind"], meta["name"])
+        if key in CHECKOV_WAIVERS and used is not None:
+            used.add(key)
+        extra = dict(CHECKOV_WAIVERS.get(key, {}))
+        reason = extra.pop(EXCEPTION, "")
         found = pss.pod_template(obj)
         if found is not None:
             try:
                 notes = kb.checkov_waivers(found[0], extra, reason)
-            except ValueError:
-                notes = {}  # a relaxed container without a stated reason: `make scan` fails on it
+            except ValueError:  # a relaxed container without a reason: only `extra`, checkov fails it
+                notes = kb.checkov_waivers({}, extra)
         elif extra:
             notes = {f"checkov.io/skip{i}": f"{c}={extra[c]}" for i, c in enumerate(sorted(extra), 1)}
         else:

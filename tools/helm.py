@@ -163,7 +163,7 @@ def template(
     return run(argv)
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml when present
     """YAML 1.1 without the ``=`` value tag: charts render ``- =`` (a PromQL operator) plainly."""
 
 
