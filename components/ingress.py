@@ -110,7 +110,10 @@ class _Nginx:
                     "patchWebhookJob": {"resources": jobs},
                     "patch": {
                         "nodeSelector": {"kubernetes.io/os": "linux"},
-                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
                     },
                 },
             }
