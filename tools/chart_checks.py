@@ -563,7 +563,8 @@ def _reach(
     A NetworkPolicy names a port by container port name or number; either opens it."""
     if target.host_network:
         return True  # NetworkPolicies do not apply to host-network pods
-    for p in {port[0], port[1]} - {""}:
+    names: list[int | str] = [port[0], port[1]] if port[0] else [port[1]]
+    for p in names:
         if isinstance(source, str):
             ok = guardrails.reachable(
                 policies,
@@ -741,12 +742,14 @@ def network_findings(stack: Stack) -> list[tuple[str, str]]:
         and _selects(stack.settings.guardrails.prometheus_selector, p.labels)
         and p.labels.get("app.kubernetes.io/name") == "prometheus"
     ]
-    monitors = [(None, o) for o in stack.own if o["kind"] == "ServiceMonitor"]
+    monitors: list[tuple[str | None, dict[str, Any]]] = [
+        (None, o) for o in stack.own if o["kind"] == "ServiceMonitor"
+    ]
     monitors += [
         (r, o) for r in sorted(stack.charts) for o in stack.charts[r] if o["kind"] == "ServiceMonitor"
     ]
     stack_namespaces = set(stack.namespace_levels())
-    for owner, sm in monitors:
+    for sm_release, sm in monitors:
         spec = sm["spec"]
         ns_sel = spec.get("namespaceSelector") or {}
         if ns_sel.get("any"):
@@ -767,11 +770,13 @@ def network_findings(stack: Stack) -> list[tuple[str, str]]:
             # skipped, so a selector that also matches a Service without it is harmless.
             scraped = [(r, svc) for r, svc in matched if _service_targets(pods, svc, port)[1] is not None]
             if not scraped and matched and any(r for r, _ in matched):
-                out.append((owner or matched[0][0] or "", f"{where}: no selected Service has port {port!r}"))
+                out.append(
+                    (sm_release or matched[0][0] or "", f"{where}: no selected Service has port {port!r}")
+                )
             for r, svc in scraped:
-                if r is None and owner is None:
+                if r is None and sm_release is None:
                     continue  # the program's own pair: tests/test_network_policies.py covers it
-                out += _service_reach(policies, pods, svc, port, prometheus, r or owner or "", where)
+                out += _service_reach(policies, pods, svc, port, prometheus, r or sm_release or "", where)
 
     # 5. Webhooks (admission and CRD conversion) from the API server on every node.
     for release, objs in sorted(stack.charts.items()):
