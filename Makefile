@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= pi-k3s
 TOOLS_BIN := .tools/bin
 
-.PHONY: render test validators lint typecheck pytest bench bench-lists clean scan capacity
+.PHONY: render test validators lint typecheck pytest bench bench-lists clean scan capacity charts charts-render
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,7 +36,7 @@ typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy components config policy
 
 pytest: $(VENV)/.dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not charts"
 
 ## scan: checkov over the rendered manifests (own venv; waivers are annotations on the objects)
 $(SCAN_VENV)/.checkov: requirements-scan.txt
@@ -44,9 +44,24 @@ $(SCAN_VENV)/.checkov: requirements-scan.txt
 	$(SCAN_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-scan.txt
 	touch $@
 
-scan: $(SCAN_VENV)/.checkov render
+CHART_VARIANTS := pi-k3s dev pi-k3s-traefik
+
+scan: $(SCAN_VENV)/.checkov render charts-render
 	$(SCAN_VENV)/bin/checkov -d rendered/manifests --skip-download --framework kubernetes \
 	  --compact --quiet
+	for v in $(CHART_VARIANTS); do \
+	  $(SCAN_VENV)/bin/checkov -d rendered/charts/$$v --skip-download --framework kubernetes \
+	    --skip-path 'CustomResourceDefinition-' --compact --quiet || exit 1; \
+	done
+
+## charts: every Helm release of every stack templated by helm and checked -> rendered/charts/
+## (charts from CHART_MIRROR when set, else from their repositories), then the tests that need
+## the chart packages (pytest -m charts; `make test` runs every other test)
+charts: charts-render
+	$(PY) -m pytest -q -m charts
+
+charts-render: $(VENV)/.dev $(TOOLS_BIN)/.layer
+	$(PY) -m tools.charts
 
 ## capacity: per node, what the stack requests and limits against what it has
 capacity: $(VENV)/.runtime

@@ -106,6 +106,35 @@ class PodSize:
 
 
 @dataclass(frozen=True)
+class ContainerSize:
+    """One container's requests and limits (``None``: no limit), as the API server defaults them
+    (a request left out equals the limit)."""
+
+    name: str  # "" when a chart declaration does not name its containers
+    cpu_request: int
+    memory_request: int
+    cpu_limit: int | None
+    memory_limit: int | None
+
+    @staticmethod
+    def of(name: str, c: Mapping[str, Any]) -> ContainerSize:
+        res = c.get("resources") if "resources" in c else c  # a container or a bare resources dict
+        req = (res or {}).get("requests") or {}
+        lim = (res or {}).get("limits") or {}
+        return ContainerSize(
+            name=name,
+            cpu_request=cpu(req.get("cpu", lim.get("cpu", 0))),
+            memory_request=memory(req.get("memory", lim.get("memory", 0))),
+            cpu_limit=cpu(lim["cpu"]) if "cpu" in lim else None,
+            memory_limit=memory(lim["memory"]) if "memory" in lim else None,
+        )
+
+
+def _sizes(containers: Sequence[Mapping[str, Any]]) -> tuple[ContainerSize, ...]:
+    return tuple(ContainerSize.of(str(c.get("name", "")), c) for c in containers)
+
+
+@dataclass(frozen=True)
 class Workload:
     """A set of identical pods the stack runs, with where they may run."""
 
@@ -118,6 +147,9 @@ class Workload:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     # required node affinity: OR of terms, each an AND of matchExpressions
     affinity_terms: tuple[tuple[Mapping[str, Any], ...], ...] = ()
+    # per container (what `make charts` compares with the pods a chart really renders)
+    containers: tuple[ContainerSize, ...] = ()
+    init_containers: tuple[ContainerSize, ...] = ()
 
     @property
     def daemonset(self) -> bool:
@@ -153,16 +185,21 @@ def from_pod_spec(
         node_selector=dict(spec.get("nodeSelector") or {}),
         tolerations=tuple(spec.get("tolerations") or ()),
         affinity_terms=_affinity_terms(spec.get("affinity")),
+        containers=_sizes(spec.get("containers") or ()),
+        init_containers=_sizes(spec.get("initContainers") or ()),
     )
 
 
 def from_values(
     name: str,
     namespace: str,
-    resources: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    resources: Mapping[str, Any] | Sequence[Mapping[str, Any]] = (),
     replicas: int = 1,
     *,
+    containers: Mapping[str, Mapping[str, Any]] | None = None,
+    init_containers: Mapping[str, Mapping[str, Any]] | None = None,
     daemonset: bool = False,
+    kind: str | None = None,
     node: str | None = None,
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, Any]] = (),
@@ -170,22 +207,35 @@ def from_values(
 ) -> Workload:
     """A Helm-installed workload, declared from the ``resources`` block(s) set in its values.
 
-    ``resources`` is one container's ``{"requests": ..., "limits": ...}`` or a list of them
-    (one per container of the pod); ``node`` pins it like ``PodOptions(node_name=...)``.
+    ``containers`` maps each container's name (as the chart names it) to its ``{"requests": ...,
+    "limits": ...}`` block, in the chart's order; ``init_containers`` likewise. ``resources`` is
+    the unnamed form: one block or a list of them. ``node`` pins it like
+    ``PodOptions(node_name=...)``; ``kind`` is the chart's kind when neither a Deployment nor
+    (``daemonset``) a DaemonSet, e.g. a hook ``Job``. `make charts` holds every chart
+    declaration to the pods the chart really renders.
     """
-    blocks = [resources] if isinstance(resources, Mapping) else list(resources)
+    if containers is not None:
+        if resources:
+            raise ValueError(f"workload {namespace}/{name}: give resources or containers, not both")
+        named = [(n, dict(block)) for n, block in containers.items()]
+    else:
+        blocks = [resources] if isinstance(resources, Mapping) else list(resources)
+        named = [("", dict(block)) for block in blocks]
+    inits = [(n, dict(block)) for n, block in (init_containers or {}).items()]
     selector = dict(node_selector or {})
     if node:
         selector["kubernetes.io/hostname"] = node
     return Workload(
         name=name,
         namespace=namespace,
-        pod=PodSize.of(blocks),
+        pod=PodSize.of([b for _, b in named], [b for _, b in inits]),
         replicas=replicas,
-        kind="DaemonSet" if daemonset else "Deployment",
+        kind=kind or ("DaemonSet" if daemonset else "Deployment"),
         node_selector=selector,
         tolerations=tuple(tolerations),
         affinity_terms=_affinity_terms(affinity),
+        containers=tuple(ContainerSize.of(n, b) for n, b in named),
+        init_containers=tuple(ContainerSize.of(n, b) for n, b in inits),
     )
 
 

@@ -11,6 +11,7 @@ Create it last in ``__main__.py``, after every route, target, flow and workload 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections import defaultdict
@@ -258,9 +259,13 @@ def reachable(
     labels: Mapping[str, str],
     port: int | str,
     protocol: str = "TCP",
+    source_ip: str | None = None,
 ) -> bool:
     """Would a pod reach ``port`` of a pod with ``labels`` in ``namespace`` under ``policies``
-    (Kubernetes semantics for pod/namespace peers; pods not selected by any policy are open)?"""
+    (Kubernetes semantics for pod/namespace peers; pods not selected by any policy are open)?
+
+    With ``source_ip`` the client is a host-network one at that address (the API server calling
+    a webhook): only ``ipBlock`` peers can admit it."""
     selecting = [
         p
         for p in policies
@@ -274,7 +279,9 @@ def reachable(
             if ports and not any(x["port"] == port and x.get("protocol", "TCP") == protocol for x in ports):
                 continue
             for peer in rule.get("from") or []:
-                if "ipBlock" in peer:
+                if source_ip is not None or "ipBlock" in peer:
+                    if source_ip is not None and "ipBlock" in peer and _in_block(source_ip, peer["ipBlock"]):
+                        return True
                     continue
                 ns_sel = peer.get("namespaceSelector")
                 if ns_sel is None:
@@ -284,6 +291,13 @@ def reachable(
                 if ns_ok and _matches(peer.get("podSelector") or {}, source_labels):
                     return True
     return False
+
+
+def _in_block(ip: str, block: Mapping[str, Any]) -> bool:
+    address = ipaddress.ip_address(ip)
+    if address not in ipaddress.ip_network(block["cidr"], strict=False):
+        return False
+    return not any(address in ipaddress.ip_network(c, strict=False) for c in block.get("except") or ())
 
 
 def _round(value: float, step: int) -> int:

@@ -86,18 +86,36 @@ class _Nginx:
     class_name = "nginx"
 
     def values(self, s: Settings) -> dict[str, Any]:
-        """Keys as ingress-nginx chart 4.15.x reads them."""
+        """Keys as ingress-nginx chart 4.15.x reads them. nodeSelectors are spelled out whole
+        (the chart's default ``kubernetes.io/os: linux`` included: maps merge) so the capacity
+        declaration reads the placement the chart renders."""
+        jobs = s.ingress.ingress_nginx.admission_jobs.spec()
         return {
             "controller": {
                 # A DaemonSet pinned to one node: a rolling update frees hostPort 443 first.
                 "kind": "DaemonSet",
-                "nodeSelector": {"kubernetes.io/hostname": s.placement.ingress},
+                "nodeSelector": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": s.placement.ingress},
                 "hostPort": {"enabled": True, "ports": {"https": 443}},
                 "service": {"type": "ClusterIP", "enableHttp": False},
                 "ingressClassResource": {"name": self.class_name, "default": False},
                 "resources": s.ingress.ingress_nginx.resources.spec(),
+                # The chart sets only the container's context; the pod's seccomp profile too.
+                "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                 "metrics": {"enabled": True, "service": {"enabled": True}},
-                "admissionWebhooks": {"enabled": True},
+                # The certificate Jobs (pre-install create, post-install patch) run on every
+                # install and upgrade; the chart gives them no requests or limits.
+                "admissionWebhooks": {
+                    "enabled": True,
+                    "createSecretJob": {"resources": jobs},
+                    "patchWebhookJob": {"resources": jobs},
+                    "patch": {
+                        "nodeSelector": {"kubernetes.io/os": "linux"},
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                    },
+                },
             }
         }
 
@@ -124,11 +142,22 @@ class _Nginx:
             capacity.from_values(
                 "ingress-nginx-controller",
                 self.namespace,
-                values["resources"],
+                containers={"controller": values["resources"]},
                 daemonset=True,
                 node_selector=values["nodeSelector"],
             )
         )
+        hooks = values["admissionWebhooks"]
+        for job, container in (("createSecretJob", "create"), ("patchWebhookJob", "patch")):
+            workloads.add(
+                capacity.from_values(
+                    f"ingress-nginx-admission-{container}",
+                    self.namespace,
+                    containers={container: hooks[job]["resources"]},
+                    kind="Job",
+                    node_selector=hooks["patch"]["nodeSelector"],
+                )
+            )
         workloads.service("ingress-nginx-controller", self.namespace, pods, {443: "https"}, labels=pods)
         workloads.service(
             "ingress-nginx-controller-metrics",
@@ -296,12 +325,22 @@ def declare_cert_manager(s: Settings, workloads: WorkloadRegistry, flows: FlowRe
     (controller metrics Service ``cert-manager`` port ``http-metrics`` 9402; webhook Service
     443 -> container port ``https``)."""
     values = cert_manager_values(s)
-    for name, block in (
-        ("cert-manager", values["resources"]),
-        ("cert-manager-webhook", values["webhook"]["resources"]),
-        ("cert-manager-cainjector", values["cainjector"]["resources"]),
+    for name, container, part, kind in (
+        ("cert-manager", "cert-manager-controller", values, "Deployment"),
+        ("cert-manager-webhook", "cert-manager-webhook", values["webhook"], "Deployment"),
+        ("cert-manager-cainjector", "cert-manager-cainjector", values["cainjector"], "Deployment"),
+        # The post-install hook that waits for the webhook to answer.
+        ("cert-manager-startupapicheck", "cert-manager-startupapicheck", values["startupapicheck"], "Job"),
     ):
-        workloads.add(capacity.from_values(name, CERT_MANAGER_NAMESPACE, block))
+        workloads.add(
+            capacity.from_values(
+                name,
+                CERT_MANAGER_NAMESPACE,
+                containers={container: part["resources"]},
+                kind=kind,
+                node_selector=part["nodeSelector"],
+            )
+        )
     controller = {**_instance("cert-manager"), "app.kubernetes.io/component": "controller"}
     webhook = {**_instance("cert-manager", "webhook"), "app.kubernetes.io/component": "webhook"}
     workloads.service(
@@ -312,7 +351,14 @@ def declare_cert_manager(s: Settings, workloads: WorkloadRegistry, flows: FlowRe
         labels=controller,
         port_names={"http-metrics": 9402},
     )
-    workloads.service("cert-manager-webhook", CERT_MANAGER_NAMESPACE, webhook, {443: "https"}, labels=webhook)
+    workloads.service(
+        "cert-manager-webhook",
+        CERT_MANAGER_NAMESPACE,
+        webhook,
+        {443: "https", 9402: "http-metrics"},
+        labels=webhook,
+        port_names={"https": 443, "metrics": 9402},
+    )
     flows.add(Flow("webhook-from-api-server", Peer(nodes=True), CERT_MANAGER_NAMESPACE, webhook, ("https",)))
 
 
@@ -518,12 +564,15 @@ def cert_manager_values(s: Settings) -> dict[str, Any]:
     """Keys as cert-manager chart v1.21.x reads them."""
     cm = s.ingress.cert_manager
     r = cm.resources.spec()
+    # The chart's own default for every pod, spelled out so the capacity declaration reads it.
+    linux = {"kubernetes.io/os": "linux"}
     return {
         "crds": {"enabled": True, "keep": True},
         "resources": r,
-        "webhook": {"resources": r},
-        "cainjector": {"resources": r},
-        "startupapicheck": {"resources": r},
+        "nodeSelector": linux,
+        "webhook": {"resources": r, "nodeSelector": linux},
+        "cainjector": {"resources": r, "nodeSelector": linux},
+        "startupapicheck": {"resources": r, "nodeSelector": linux},
         # Rendered by the chart as --dns01-recursive-nameservers-only and
         # --dns01-recursive-nameservers: self checks never ask the LAN's Pi-hole.
         "dns01RecursiveNameserversOnly": True,

@@ -76,7 +76,9 @@ def declare_immich(s: Settings, workloads: WorkloadRegistry, flows: FlowRegistry
             capacity.from_values(f"immich-{part}", IMMICH_NS, main["resources"], node_selector=node)
         )
     for part, ports in (("server", {IMMICH_PORT: "http"}), ("valkey", {6379: "redis"})):
-        workloads.service(f"immich-{part}", IMMICH_NS, immich_pods(part), ports, labels=immich_pods(part))
+        # The Services themselves carry name and instance, not the controller label.
+        labels = {"app.kubernetes.io/name": part, "app.kubernetes.io/instance": "immich"}
+        workloads.service(f"immich-{part}", IMMICH_NS, immich_pods(part), ports, labels=labels)
     server = Peer(IMMICH_NS, immich_pods("server"))
     postgres = kb.selector(POSTGRES_SERVICE)
     flows.add(Flow("immich-server-to-postgresql", server, IMMICH_NS, postgres, ("postgres",)))

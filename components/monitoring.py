@@ -281,8 +281,36 @@ def chart_values(s: Settings) -> dict[str, Any]:
         "prometheus-node-exporter": {
             "namespaceOverride": NODE_EXPORTER_NAMESPACE,
             "resources": r.node_exporter.spec(),
+            # Reads /proc, /sys and the root filesystem: no capability, no privilege escalation.
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containerSecurityContext": {
+                "readOnlyRootFilesystem": True,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            # The subchart's defaults, spelled out so the capacity declaration reads them.
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"effect": "NoSchedule", "operator": "Exists"}],
         },
     }
+
+
+# prometheus-node-exporter 4.49.2 templates/_helpers.tpl "defaultAffinity": merged into every pod
+# whatever the values say (no Pi carries these labels, so it excludes nothing here).
+NODE_EXPORTER_AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]},
+                        {"key": "type", "operator": "NotIn", "values": ["virtual-kubelet"]},
+                    ]
+                }
+            ]
+        }
+    }
+}
 
 
 # Pod selectors of the chart's Services (kube-prometheus-stack 80.6.0 templates; subcharts
@@ -307,43 +335,89 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegis
     r = s.monitoring.resources
     pin = s.placement.monitoring
     reloader = r.config_reloader.spec()
-    for name, blocks in (
-        (f"{RELEASE}-operator", [values["prometheusOperator"]["resources"]]),
-        (f"prometheus-{RELEASE}-prometheus", [values["prometheus"]["prometheusSpec"]["resources"], reloader]),
+    operator = values["prometheusOperator"]
+    grafana = values["grafana"]
+    sidecar = grafana["sidecar"]["resources"]
+    # Container names as the charts (and prometheus-operator v0.87.1 for Prometheus and
+    # Alertmanager, with their config-reloader sidecar and init container) name them.
+    for name, containers, init in (
+        (f"{RELEASE}-operator", {RELEASE: operator["resources"]}, {}),
+        (
+            f"prometheus-{RELEASE}-prometheus",
+            {"prometheus": values["prometheus"]["prometheusSpec"]["resources"], "config-reloader": reloader},
+            {"init-config-reloader": reloader},
+        ),
         (
             f"alertmanager-{RELEASE}-alertmanager",
-            [values["alertmanager"]["alertmanagerSpec"]["resources"], reloader],
+            {
+                "alertmanager": values["alertmanager"]["alertmanagerSpec"]["resources"],
+                "config-reloader": reloader,
+            },
+            {"init-config-reloader": reloader},
         ),
         # Grafana with two sidecars (dashboards, and datasources, which the parent chart enables).
         (
             f"{RELEASE}-grafana",
-            [values["grafana"]["resources"], *[values["grafana"]["sidecar"]["resources"]] * 2],
+            {
+                "grafana-sc-dashboard": sidecar,
+                "grafana-sc-datasources": sidecar,
+                "grafana": grafana["resources"],
+            },
+            {},
         ),
     ):
-        workloads.add(capacity.from_values(name, NAMESPACE, blocks, node=pin))
+        workloads.add(
+            capacity.from_values(name, NAMESPACE, containers=containers, init_containers=init, node=pin)
+        )
+    # The admission webhook's certificate Jobs (pre-install create, post-install patch).
+    for job in ("create", "patch"):
+        workloads.add(
+            capacity.from_values(
+                f"{RELEASE}-admission-{job}",
+                NAMESPACE,
+                containers={job: operator["admissionWebhooks"]["patch"]["resources"]},
+                kind="Job",
+            )
+        )
     workloads.add(
         capacity.from_values(
-            f"{RELEASE}-kube-state-metrics", NAMESPACE, values["kube-state-metrics"]["resources"]
+            f"{RELEASE}-kube-state-metrics",
+            NAMESPACE,
+            containers={"kube-state-metrics": values["kube-state-metrics"]["resources"]},
         )
     )
+    exporter = values["prometheus-node-exporter"]
     workloads.add(
         capacity.from_values(
             f"{RELEASE}-prometheus-node-exporter",
             NODE_EXPORTER_NAMESPACE,
-            values["prometheus-node-exporter"]["resources"],
+            containers={"node-exporter": exporter["resources"]},
             daemonset=True,
-            tolerations=[{"effect": "NoSchedule", "operator": "Exists"}],
+            node_selector=exporter["nodeSelector"],
+            tolerations=exporter["tolerations"],
+            affinity=NODE_EXPORTER_AFFINITY,
         )
     )
-    services: tuple[tuple[str, dict[str, str], dict[int, int | str]], ...] = (
-        (PROMETHEUS_SERVICE, PROMETHEUS_PODS, {9090: 9090, 8080: "reloader-web"}),
-        (f"{RELEASE}-alertmanager", ALERTMANAGER_PODS, {9093: 9093, 8080: "reloader-web"}),
-        (f"{RELEASE}-operator", OPERATOR_PODS, {443: "https"}),
-        (GRAFANA_SERVICE, GRAFANA_PODS, {80: 3000}),
-        (f"{RELEASE}-kube-state-metrics", KSM_PODS, {8080: "http"}),
+    # (name, pod selector, ports, labels: a part of the Service's own labels, as the chart renders them)
+    services: tuple[tuple[str, dict[str, str], dict[int, int | str], dict[str, str]], ...] = (
+        (
+            PROMETHEUS_SERVICE,
+            PROMETHEUS_PODS,
+            {9090: 9090, 8080: "reloader-web"},
+            {"app": f"{RELEASE}-prometheus", "release": RELEASE},
+        ),
+        (
+            f"{RELEASE}-alertmanager",
+            ALERTMANAGER_PODS,
+            {9093: 9093, 8080: "reloader-web"},
+            {"app": f"{RELEASE}-alertmanager", "release": RELEASE},
+        ),
+        (f"{RELEASE}-operator", OPERATOR_PODS, {443: "https"}, OPERATOR_PODS),
+        (GRAFANA_SERVICE, GRAFANA_PODS, {80: 3000}, GRAFANA_PODS),
+        (f"{RELEASE}-kube-state-metrics", KSM_PODS, {8080: "http"}, KSM_PODS),
     )
-    for name, pods, ports in services:
-        workloads.service(name, NAMESPACE, pods, ports, labels=pods)
+    for name, pods, ports, labels in services:
+        workloads.service(name, NAMESPACE, pods, ports, labels=labels)
     prometheus = Peer(NAMESPACE, PROMETHEUS_PODS)
     for flow in (
         # The chart's own ServiceMonitors: Prometheus scrapes itself, Alertmanager, the operator,

@@ -182,13 +182,15 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry) -> None:
 def eso_values(s: Settings) -> dict[str, Any]:
     """Chart values (keys as external-secrets chart 1.2.x reads them)."""
     r = s.secrets.resources
+    # The chart renders a pod-level context only from keys beside "enabled".
+    pod_context = {"enabled": True, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     return {
         "installCRDs": True,
         "resources": r.spec(),
-        "webhook": {"resources": r.spec()},
-        "certController": {"resources": r.spec()},
+        "webhook": {"resources": r.spec(), "podSecurityContext": pod_context},
+        "certController": {"resources": r.spec(), "podSecurityContext": pod_context},
         "metrics": {"service": {"enabled": True}},
-        "podSecurityContext": {"enabled": True},
+        "podSecurityContext": pod_context,
         "securityContext": {"enabled": True},
     }
 

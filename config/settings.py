@@ -203,6 +203,11 @@ class ControllerChart(Model):
 
     chart: Chart
     resources: Resources
+    # ingress-nginx's admission-webhook certificate Jobs (Helm hooks on every install and
+    # upgrade; the chart leaves them without requests or limits). Traefik has none.
+    admission_jobs: Resources = Field(
+        default_factory=lambda: Resources(cpu_request="10m", memory_request="32Mi", memory_limit="64Mi")
+    )
 
 
 class CertManagerSettings(Model):

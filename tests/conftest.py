@@ -36,18 +36,6 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
-# The chart mirror (a Helm repository on disk with every pinned chart).
-CHART_MIRROR = Path(os.environ.get("CHART_MIRROR", str(ROOT.parent / "shared" / "charts")))
-
-
-def chart_mirror() -> Path:
-    if (CHART_MIRROR / "index.yaml").is_file():
-        return CHART_MIRROR
-    if os.environ.get("REQUIRE_TOOLS") == "1":
-        pytest.fail(f"chart mirror missing at {CHART_MIRROR} (REQUIRE_TOOLS=1)")
-    pytest.skip(f"chart mirror not found at {CHART_MIRROR}")
-
-
 def crd_schema_dir() -> Path:
     """The committed CRD schemas (``<group>/<kind>_<version>.json``)."""
     return CRD_SCHEMAS

@@ -103,7 +103,7 @@ def test_ingress_nginx_binds_hostport_443_only(pi_k3s: mockrun.Result) -> None:
     assert ctl["hostPort"] == {"enabled": True, "ports": {"https": 443}}
     assert ctl["service"]["enableHttp"] is False
     assert ctl["metrics"]["enabled"] is True
-    assert ctl["nodeSelector"] == {"kubernetes.io/hostname": "pi-k3s"}
+    assert ctl["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/hostname": "pi-k3s"}
     # The chart publishes every containerPort as a hostPort: http must be deleted (null).
     files = [yaml.safe_load(f["text"]) for f in release["valueYamlFiles"]]
     assert {"controller": {"containerPort": {"http": None}}} in files

@@ -281,18 +281,23 @@ def test_alertmanager_reads_its_config_from_the_external_secret(pi_k3s: mockrun.
     assert any(d.endswith("monitoring-alertmanager-config-externalsecret") for d in reg.depends_on)
 
 
-def test_chart_runs_the_operator_and_alertmanager_the_checker_models() -> None:
+@pytest.mark.charts
+def test_chart_runs_the_operator_and_alertmanager_the_checker_models(
+    pi_k3s: mockrun.Result, tmp_path: Path
+) -> None:
     """kube-prometheus-stack 80.6.0 ships prometheus-operator v0.87.1 (Chart.yaml appVersion) and
     Alertmanager v0.30.0 (values.yaml): the versions tests/tools/amcfg-check pins and passes."""
     import tarfile
 
-    from tests.conftest import chart_mirror
+    from tools import helm
 
-    with tarfile.open(chart_mirror() / "kube-prometheus-stack-80.6.0.tgz") as tar:
-        chart = yaml.safe_load(tar.extractfile("kube-prometheus-stack/Chart.yaml").read())  # type: ignore[union-attr]
-        values = yaml.safe_load(tar.extractfile("kube-prometheus-stack/values.yaml").read())  # type: ignore[union-attr]
+    chart = pi_k3s.program["settings"].monitoring.chart
+    package = helm.package(chart.chart, chart.version, chart.repo, tmp_path)
+    with tarfile.open(package) as tar:
+        meta = yaml.safe_load(tar.extractfile(f"{chart.chart}/Chart.yaml").read())  # type: ignore[union-attr]
+        values = yaml.safe_load(tar.extractfile(f"{chart.chart}/values.yaml").read())  # type: ignore[union-attr]
     go_mod = (mon.CONFIG_DIR.parent / "tests" / "tools" / "amcfg-check" / "go.mod").read_text()
-    assert f"{OPERATOR_MODULE} {chart['appVersion']}\n" in go_mod
+    assert f"{OPERATOR_MODULE} {meta['appVersion']}\n" in go_mod
     assert values["alertmanager"]["alertmanagerSpec"]["image"]["tag"] == mon.ALERTMANAGER_VERSION
 
 

@@ -211,6 +211,9 @@ class Result:
     registrations: list[Registration]
     outputs: dict[str, Any]  # plain values
     secret_outputs: set[str]
+    # The program's module globals after the run (its settings and registries, e.g. ``workloads``,
+    # the declarations the capacity proof and the guardrails were fed).
+    program: dict[str, Any] = field(default_factory=dict)
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -320,8 +323,10 @@ def run(
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
+    program_globals: dict[str, Any] = {}
+
     def program() -> None:
-        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        program_globals.update(runpy.run_path(str(root / "__main__.py"), run_name="__main__"))
 
     _sync_await(run_pulumi_func(program))
 
@@ -334,4 +339,10 @@ def run(
         if _sync_await(out.is_secret()):
             secret_outputs.add(name)
     regs = sorted(monitor.registrations, key=lambda r: (r.type, r.name))
-    return Result(stack=stack, registrations=regs, outputs=outputs, secret_outputs=secret_outputs)
+    return Result(
+        stack=stack,
+        registrations=regs,
+        outputs=outputs,
+        secret_outputs=secret_outputs,
+        program=program_globals,
+    )
