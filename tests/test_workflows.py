@@ -247,7 +247,10 @@ def test_install_tools_installs_only_what_is_missing(
     _stub(stubs, "id", f"echo {uid}")
     (stubs / "dirname").symlink_to(shutil.which("dirname") or "/usr/bin/dirname")
     if tools_present:
-        for tool in ("unbound-checkconf", "shellcheck", "promtool", "amtool", "busybox", "sqlite3"):
+        for tool in (
+            *("unbound-checkconf", "shellcheck", "promtool", "amtool", "busybox", "sqlite3"),
+            *("ssh", "ssh-keygen", "ssh-keyscan", "sshd"),
+        ):
             _stub(stubs, tool)
     if validator_present:
         bin_dir = repo / "tools" / "node" / "node_modules" / ".bin"
