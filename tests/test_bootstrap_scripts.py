@@ -803,7 +803,7 @@ def sshd(tmp_path: Path, image: str) -> Iterator[tuple[Sshd, Host]]:
 
 
 def _identity(
-    server: Sshd, host_key: str | None, skip: str | None = None
+    server: Sshd, host_key: str | None, skip: str | None = None, key: str | None = None
 ) -> tuple[subprocess.CompletedProcess[str], Node]:
     node = Node.model_validate({
         "name": "pi-k3s", "address": "127.0.0.1", "role": "server", "sshUser": server.user,
@@ -813,7 +813,7 @@ def _identity(
     env = {**cluster.identity_env(node), "PI_CLUSTER_PORT": str(server.port), "PATH": os.environ["PATH"]}
     proc = subprocess.run(
         ["bash", "-c", (SCRIPTS / "host-identity.sh").read_text()],
-        input=(server.dir / "client_ed25519").read_text(),
+        input=key if key is not None else (server.dir / "client_ed25519").read_text(),
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     return proc, node
@@ -831,6 +831,15 @@ def test_identity_reads_the_machine_id_over_ssh_with_the_recorded_host_key(sshd:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == host.file("etc/machine-id")
     assert node.host_key_line == " ".join(server.host_key.split()[:2])
+
+
+def test_identity_takes_the_key_as_pulumi_config_holds_it(sshd: tuple[Sshd, Host]) -> None:
+    """`pulumi config set --secret sshPrivateKey < key` may keep the key without its last newline."""
+    server, host = sshd
+    key = (server.dir / "client_ed25519").read_text().rstrip("\n")
+    proc, _ = _identity(server, server.host_key, key=key)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == host.file("etc/machine-id")
 
 
 def test_identity_refuses_a_wrong_host_key(sshd: tuple[Sshd, Host], tmp_path: Path) -> None:

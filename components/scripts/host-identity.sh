@@ -25,6 +25,8 @@ umask 077
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cat >"$work/key"
+# OpenSSH refuses a private key file whose last line has no newline; config values often lack it.
+[[ -z "$(tail -c 1 "$work/key")" ]] || echo >>"$work/key"
 
 opts=(-F /dev/null -i "$work/key" -p "$port" -o BatchMode=yes -o IdentitiesOnly=yes
   -o ConnectTimeout=10 -o LogLevel=ERROR)
