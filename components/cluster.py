@@ -1,24 +1,31 @@
-"""K3sCluster: three Raspberry Pi OS hosts to a labelled K3s cluster over SSH, and the one
-Kubernetes provider every other component uses.
+"""K3sCluster: Raspberry Pi OS hosts (Bookworm or Trixie images) to a labelled K3s cluster over
+SSH, and the one Kubernetes provider every other component uses.
 
 Per node, each step a ``command.remote.Command`` running a script from components/scripts
 (parameters through ``environment``; node-prepare.sh makes sshd accept them):
 
-    prepare -> wait (SSH back after a reboot) -> dns (if staticDns) -> install/join -> labels
+    identity -> prepare -> wait (SSH back after a reboot) -> dns -> install/join -> labels
 
-The server's join token and kubeconfig are read after its install, as secrets; agents join
-after the token; the provider is built from the kubeconfig once every node carries its labels.
+``identity`` is not a resource: host-identity.sh runs locally on every preview and up and reads
+the node's /etc/machine-id over SSH (checking the host key and passwordless sudo on the way).
+Every command of a node carries it (in its environment, for node-prepare.sh in ``triggers``), so
+a new card under the same address runs the whole bootstrap again; delete steps check the
+machine-id they were made for and leave a new host alone.
+
+Every connection checks the node's host key (``hostKey``; a node may only skip it with a stated
+reason), and no command gets its previous output in the environment (pulumi-command's default
+would resend the join token, and sshd refuses PULUMI_COMMAND_STDOUT).
 
 Lifecycle: a changed input makes Pulumi *update* a command, which reruns its script (scripts
 change only what differs); ``triggers`` force a replacement. Install commands have no delete
 step, so a replacement never uninstalls. Removal lives in separate commands that only have a
-delete step: ``<node>-drain`` (on the server) and ``<node>-uninstall`` (on the host, a no-op
-unless allowUninstall / allowServerWipe was true when last applied).
+delete step: ``<node>-drain`` (on the server, never needs the node itself) and
+``<node>-uninstall`` (on the host; it has a delete step only while allowUninstall /
+allowServerWipe is true, so removing a dead node reaches nothing but the server).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +38,10 @@ import yaml
 from config.settings import Node, Settings
 
 SCRIPTS = Path(__file__).parent / "scripts"
-PER_DIAL_TIMEOUT = 10  # seconds per SSH dial attempt while waiting for a reboot
-CGROUP_ARGS = ("cgroup_memory=1", "cgroup_enable=memory")
+PER_DIAL_TIMEOUT = 10  # seconds per SSH dial attempt
+# pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go: -1 dials without a
+# count; the wait's create/update timeout is the bound instead.
+UNLIMITED_DIALS = -1
 
 
 def script(name: str) -> str:
@@ -47,7 +56,8 @@ class K3sClusterArgs:
 
 
 def server_config(settings: Settings) -> str:
-    """The server's /etc/rancher/k3s/config.yaml: every flag in one reviewed file."""
+    """The server's /etc/rancher/k3s/config.yaml: every flag in one reviewed file. Keys are
+    K3s flag names (k3s-io/k3s pkg/cli/cmds: node-name is NodeNameFlag, shared by agents)."""
     server = settings.server
     config: dict[str, Any] = dict(settings.k3s.extra_server_config)
     config.update(
@@ -58,6 +68,9 @@ def server_config(settings: Settings) -> str:
             "cluster-cidr": settings.k3s.cluster_cidr,
             "service-cidr": settings.k3s.service_cidr,
             "node-ip": server.address,
+            # Without it the node registers as its hostname (Imager's default is the same on
+            # every card), and the labels step waits for a node name that never appears.
+            "node-name": server.name,
         }
     )
     return yaml.safe_dump(config, sort_keys=True)
@@ -65,12 +78,19 @@ def server_config(settings: Settings) -> str:
 
 def agent_config(node: Node) -> str:
     """An agent's /etc/rancher/k3s/config.yaml (the server and token come from the installer)."""
-    return yaml.safe_dump({"node-ip": node.address}, sort_keys=True)
+    return yaml.safe_dump({"node-ip": node.address, "node-name": node.name}, sort_keys=True)
 
 
 def rewrite_kubeconfig(raw: str, address: str) -> str:
-    """The kubeconfig k3s writes points at 127.0.0.1; clients need the server's address."""
-    return raw.replace("https://127.0.0.1:6443", f"https://{address}:6443")
+    """The kubeconfig k3s writes points at 127.0.0.1; clients need the server's address. Parsed,
+    so a different layout or port cannot slip through a string replace unnoticed."""
+    config = yaml.safe_load(raw)
+    clusters = config.get("clusters") if isinstance(config, dict) else None
+    if not clusters:
+        raise ValueError("the server's kubeconfig has no clusters")
+    for entry in clusters:
+        entry["cluster"]["server"] = f"https://{address}:6443"
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def node_labels(node: Node) -> str:
@@ -79,15 +99,122 @@ def node_labels(node: Node) -> str:
 
 
 def node_taints(node: Node) -> str:
-    """``key=value:Effect`` lines for node-labels.sh."""
+    """``key=value:Effect`` lines for node-labels.sh; ``key:Effect`` for a taint without a value,
+    the form the script reads back from the node."""
     return "\n".join(
-        f"{t.key}={t.value}:{t.effect}" for t in sorted(node.taints, key=lambda t: (t.key, t.effect))
+        f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}"
+        for t in sorted(node.taints, key=lambda t: (t.key, t.effect))
     )
 
 
-def reboot_dial_limit(timeout_seconds: int) -> int:
-    """SSH dial attempts that cover the reboot timeout (each attempt waits PER_DIAL_TIMEOUT)."""
-    return max(1, math.ceil(timeout_seconds / PER_DIAL_TIMEOUT))
+def cluster_identifier(settings: Settings) -> str:
+    """The provider's identity: pulumi-kubernetes replaces the provider (and with it every
+    Kubernetes resource) only when this changes, instead of whenever the kubeconfig is unknown
+    at preview, as on a K3s upgrade (pulumi/pulumi-kubernetes provider/pkg/provider/provider.go
+    DiffConfig, clusterIdentifier since 4.16.0). A rebuilt server keeps it: the guide's rebuild
+    refreshes state instead of replacing through a provider that can no longer log in. Named
+    from settings (the stack's domain and server), never from the stack name."""
+    return f"pi-cluster/{settings.domain}/{settings.server.name}"
+
+
+# -- what each script gets (the component and the script tests use the same functions) ---------
+
+
+def identity_env(node: Node) -> dict[str, str]:
+    """host-identity.sh (runs locally; the private key goes in on stdin)."""
+    return {
+        "PI_CLUSTER_NODE": node.name,
+        "PI_CLUSTER_HOST": node.address,
+        "PI_CLUSTER_USER": node.ssh_user,
+        "PI_CLUSTER_HOST_KEY": node.host_key_line or "",
+    }
+
+
+def wait_env(node: Node, prepared: Any) -> dict[str, Any]:
+    """node-wait.sh: ``prepared`` is what node-prepare.sh printed."""
+    return {"PI_CLUSTER_NODE": node.name, "PI_CLUSTER_PREPARED": prepared}
+
+
+def dns_env(node: Node) -> dict[str, str]:
+    """node-dns.sh: static resolvers, or auto (back to DHCP) when staticDns is off."""
+    return {
+        "PI_CLUSTER_NODE": node.name,
+        "PI_CLUSTER_NM_DEVICE": node.nm_device,
+        "PI_CLUSTER_NM_CONNECTION": node.nm_connection or "",
+        "PI_CLUSTER_DNS_SERVERS": " ".join(node.dns_resolvers),
+        "PI_CLUSTER_DNS_MODE": "static" if node.static_dns else "auto",
+    }
+
+
+def _install_common(settings: Settings, node: Node) -> dict[str, str]:
+    k3s = settings.k3s
+    return {
+        "PI_CLUSTER_NODE": node.name,
+        "INSTALL_K3S_VERSION": k3s.version,
+        "PI_CLUSTER_INSTALLER_URL": k3s.installer(),
+        "PI_CLUSTER_INSTALLER_SHA256": k3s.installer_sha256,
+        "PI_CLUSTER_START_SECONDS": str(k3s.start_timeout_seconds),
+    }
+
+
+def install_env(settings: Settings) -> dict[str, str]:
+    """k3s-install.sh on the server."""
+    return {
+        **_install_common(settings, settings.server),
+        "PI_CLUSTER_ROLE": "server",
+        "PI_CLUSTER_K3S_CONFIG": server_config(settings),
+        "PI_CLUSTER_WAIT_SECONDS": str(settings.k3s.ready_timeout_seconds),
+    }
+
+
+def join_env(settings: Settings, agent: Node, token: Any) -> dict[str, Any]:
+    """k3s-install.sh on an agent; ``token`` is the server's join token (a secret Output)."""
+    return {
+        **_install_common(settings, agent),
+        "PI_CLUSTER_ROLE": "agent",
+        "PI_CLUSTER_K3S_CONFIG": agent_config(agent),
+        "K3S_URL": f"https://{settings.server.address}:6443",
+        "K3S_TOKEN": token,
+    }
+
+
+def read_env(what: str) -> dict[str, str]:
+    """k3s-read.sh on the server: ``kubeconfig`` or ``token``."""
+    return {"PI_CLUSTER_FILE": what}
+
+
+def labels_env(settings: Settings, node: Node) -> dict[str, str]:
+    """node-labels.sh (on the server) for ``node``."""
+    return {
+        "PI_CLUSTER_NODE": node.name,
+        "PI_CLUSTER_LABELS": node_labels(node),
+        "PI_CLUSTER_TAINTS": node_taints(node),
+        "PI_CLUSTER_WAIT_SECONDS": str(settings.k3s.ready_timeout_seconds),
+    }
+
+
+def drain_env(settings: Settings, agent: Node, server_id: Any, agent_id: Any) -> dict[str, Any]:
+    """node-remove.sh's drain (on the server): the machine-ids it was created for."""
+    return {
+        "PI_CLUSTER_STEP": "drain",
+        "PI_CLUSTER_NODE": agent.name,
+        "PI_CLUSTER_HOST_ID": server_id,
+        "PI_CLUSTER_NODE_ID": agent_id,
+        "PI_CLUSTER_WAIT_SECONDS": str(settings.k3s.drain_timeout_seconds),
+    }
+
+
+def uninstall_env(settings: Settings, node: Node, host_id: Any) -> dict[str, Any]:
+    """node-remove.sh's uninstall (on the node), as allowed by the settings."""
+    server = node.role == "server"
+    allow = settings.k3s.allow_server_wipe if server else settings.k3s.allow_uninstall
+    return {
+        "PI_CLUSTER_STEP": "uninstall",
+        "PI_CLUSTER_NODE": node.name,
+        "PI_CLUSTER_HOST_ID": host_id,
+        "PI_CLUSTER_UNINSTALLER": "k3s-uninstall.sh" if server else "k3s-agent-uninstall.sh",
+        "PI_CLUSTER_ALLOW": "yes" if allow else "no",
+    }
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -103,22 +230,24 @@ class K3sCluster(pulumi.ComponentResource):
         settings = args.settings
         k3s = settings.k3s
         server = settings.server
-        wait = str(k3s.ready_timeout_seconds)
 
+        for node in settings.nodes:
+            if node.skip_host_key_check:
+                pulumi.log.warn(
+                    f"node {node.name}: SSH host key not checked ({node.skip_host_key_check}); "
+                    f"record it with `ssh-keyscan -t ed25519 {node.address}` as hostKey",
+                    self,
+                )
+        self._ids = {n.name: self._identity(n) for n in settings.nodes}
         ready = {n.name: self._prepare(n, settings) for n in settings.nodes}
+        sid = self._ids[server.name]
 
         # Server: install, then read the join token and the kubeconfig as secrets.
         install = self._command(
             server,
             "install",
             "k3s-install.sh",
-            {
-                "PI_CLUSTER_ROLE": "server",
-                "INSTALL_K3S_VERSION": k3s.version,
-                "PI_CLUSTER_K3S_CONFIG": server_config(settings),
-                "PI_CLUSTER_INSTALLER_URL": k3s.installer_url,
-                "PI_CLUSTER_WAIT_SECONDS": wait,
-            },
+            install_env(settings),
             depends_on=ready[server.name],
             triggers=[k3s.version],
         )
@@ -126,51 +255,37 @@ class K3sCluster(pulumi.ComponentResource):
         kubeconfig = self._read(server, "kubeconfig", install)
 
         # Server wipe on destroy only when allowed; drains run before it (they depend on it).
-        server_guard = self._uninstall_guard(server, "k3s-uninstall.sh", k3s.allow_server_wipe, install)
+        server_guard = self._uninstall_guard(server, settings, install)
         joined: dict[str, pulumi.Resource] = {server.name: install}
-        removal: list[pulumi.Resource] = []
         for agent in settings.agents:
             join = self._command(
                 agent,
                 "join",
                 "k3s-install.sh",
-                {
-                    "PI_CLUSTER_ROLE": "agent",
-                    "INSTALL_K3S_VERSION": k3s.version,
-                    "PI_CLUSTER_K3S_CONFIG": agent_config(agent),
-                    "PI_CLUSTER_INSTALLER_URL": k3s.installer_url,
-                    "K3S_URL": f"https://{server.address}:6443",
-                    "K3S_TOKEN": pulumi.Output.secret(token.stdout),
-                },
+                join_env(settings, agent, pulumi.Output.secret(token.stdout)),
                 depends_on=[*ready[agent.name], install],
                 triggers=[k3s.version],
             )
             joined[agent.name] = join
-            guard = self._uninstall_guard(agent, "k3s-agent-uninstall.sh", k3s.allow_uninstall, join)
-            drain = command.remote.Command(
-                f"{name}-{agent.name}-drain",
-                connection=self._connection(server),
+            guard = self._uninstall_guard(agent, settings, join)
+            # Runs on the server only: removing a dead agent never needs the agent.
+            self._command(
+                server,
+                "drain",
+                None,
+                drain_env(settings, agent, sid, self._ids[agent.name]),
+                depends_on=[join, guard, server_guard],
                 delete=script("node-remove.sh"),
-                environment={
-                    "PI_CLUSTER_STEP": "drain",
-                    "PI_CLUSTER_NODE": agent.name,
-                    "PI_CLUSTER_WAIT_SECONDS": wait,
-                },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[join, guard, server_guard]),
+                resource_name=f"{name}-{agent.name}-drain",
             )
-            removal += [guard, drain]
 
         labels = [
             self._command(
                 server,
                 "labels",
                 "node-labels.sh",
-                {
-                    "PI_CLUSTER_NODE": node.name,
-                    "PI_CLUSTER_LABELS": node_labels(node),
-                    "PI_CLUSTER_TAINTS": node_taints(node),
-                    "PI_CLUSTER_WAIT_SECONDS": wait,
-                },
+                # A new card under this name registers a new Node object: label it again.
+                {**labels_env(settings, node), "PI_CLUSTER_NODE_ID": self._ids[node.name]},
                 depends_on=list({joined[node.name], install}),
                 resource_name=f"{name}-{node.name}-labels",  # runs on the server, named for the node
             )
@@ -184,97 +299,126 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-provider",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
+            cluster_identifier=cluster_identifier(settings),
             opts=pulumi.ResourceOptions(parent=self, depends_on=labels),
         )
         self.register_outputs({"kubeconfig": self.kubeconfig})
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _prepare(self, node: Node, settings: Settings) -> list[pulumi.Resource]:
-        """Kernel cmdline, swap and sshd; the bounded wait for SSH after a reboot; static DNS."""
-        prepare = self._command(node, "prepare", "node-prepare.sh", {})
-        # The wait's "script" is the dial: retried until the node answers again, within the
-        # reboot timeout; then node-wait.sh checks the node came back as K3s needs it.
-        limit = reboot_dial_limit(settings.k3s.reboot_timeout_seconds)
-        wait = command.remote.Command(
-            f"{self._name}-{node.name}-wait",
-            connection=self._connection(node, dial_error_limit=limit),
-            create=script("node-wait.sh"),
-            triggers=[prepare.stdout],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[prepare]),
+    def _identity(self, node: Node) -> pulumi.Output[str]:
+        """The node's /etc/machine-id, read on every preview and up (host-identity.sh). Not a
+        secret; the invoke's result is marked secret only because the key goes in on stdin."""
+        result = command.local.run_output(
+            command=script("host-identity.sh"),
+            interpreter=["bash", "-c"],
+            environment=identity_env(node),
+            stdin=self._key,
+            add_previous_output_in_env=False,
+            opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        steps: list[pulumi.Resource] = [prepare, wait]
-        if node.static_dns:
-            steps.append(
-                self._command(
-                    node,
-                    "dns",
-                    "node-dns.sh",
-                    {
-                        "PI_CLUSTER_NM_CONNECTION": node.nm_connection,
-                        "PI_CLUSTER_DNS_SERVERS": " ".join(node.dns_resolvers),
-                        "PI_CLUSTER_DNS_MODE": "static",
-                    },
-                    depends_on=[wait],
-                    # Turning staticDns off (or removing the node) hands DNS back to DHCP.
-                    delete=f"export PI_CLUSTER_DNS_MODE=auto\n{script('node-dns.sh')}",
-                )
-            )
-        return steps
+        return pulumi.Output.unsecret(result.stdout)
+
+    def _prepare(self, node: Node, settings: Settings) -> list[pulumi.Resource]:
+        """Sudo, sshd, memory cgroup, Pi 5 pages and swap; the wait for SSH after a reboot; DNS."""
+        ident = self._ids[node.name]
+        # The first command takes no environment (sshd does not accept it yet): the identity is
+        # its trigger, so a new card replaces it (it has no delete step to run on replacement).
+        prepare = self._command(node, "prepare", "node-prepare.sh", {}, triggers=[ident], identified=False)
+        # The wait is the dial, retried without a count and bounded in seconds by the command's
+        # timeout; node-wait.sh then checks the node came back (a new boot id if prepare asked
+        # for a reboot) as K3s needs it.
+        bound = f"{settings.k3s.reboot_timeout_seconds}s"
+        wait = self._command(
+            node,
+            "wait",
+            "node-wait.sh",
+            wait_env(node, prepare.stdout),
+            depends_on=[prepare],
+            triggers=[prepare.stdout],
+            dial_error_limit=UNLIMITED_DIALS,
+            timeouts=pulumi.CustomTimeouts(create=bound, update=bound),
+        )
+        # Always present, with no delete step (removing a node must not need the node): static,
+        # or auto, which hands DNS back to DHCP on a node that had it static before.
+        dns = self._command(
+            node,
+            "dns",
+            "node-dns.sh",
+            dns_env(node),
+            depends_on=[wait],
+        )
+        return [prepare, wait, dns]
 
     def _read(self, server: Node, what: str, install: command.remote.Command) -> command.remote.Command:
         """A server file as a secret: no logging, stdout marked secret."""
-        return command.remote.Command(
-            f"{self._name}-{server.name}-{what}",
-            connection=self._connection(server),
-            create=script("k3s-read.sh"),
-            environment={"PI_CLUSTER_FILE": what},
-            logging=command.remote.Logging.NONE,
+        return self._command(
+            server,
+            what,
+            "k3s-read.sh",
+            read_env(what),
+            depends_on=[install],
             triggers=[install.stdout],
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[install], additional_secret_outputs=["stdout"]
-            ),
+            logging=command.remote.Logging.NONE,
+            secret_stdout=True,
         )
 
     def _uninstall_guard(
-        self, node: Node, uninstaller: str, allow: bool, installed: pulumi.Resource
+        self, node: Node, settings: Settings, installed: pulumi.Resource
     ) -> command.remote.Command:
         """A command with only a delete step: uninstalls K3s from the host when it is deleted,
         if the setting allowed it when last applied (toggling the setting is an update, never
-        a delete, so turning it off cannot trigger an uninstall)."""
-        return command.remote.Command(
-            f"{self._name}-{node.name}-uninstall",
-            connection=self._connection(node),
-            delete=script("node-remove.sh"),
-            environment={
-                "PI_CLUSTER_STEP": "uninstall",
-                "PI_CLUSTER_NODE": node.name,
-                "PI_CLUSTER_UNINSTALLER": uninstaller,
-                "PI_CLUSTER_ALLOW": "yes" if allow else "no",
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[installed]),
+        a delete, so turning it off cannot trigger an uninstall). While not allowed it has no
+        delete step at all, so deleting it never dials the host (a dead node can be removed)."""
+        env = uninstall_env(settings, node, self._ids[node.name])
+        return self._command(
+            node,
+            "uninstall",
+            None,
+            env,
+            depends_on=[installed],
+            delete=script("node-remove.sh") if env["PI_CLUSTER_ALLOW"] == "yes" else None,
         )
 
     def _command(
         self,
         node: Node,
         step: str,
-        script_name: str,
+        script_name: str | None,
         environment: dict[str, Any],
         *,
         depends_on: list[pulumi.Resource] | None = None,
         triggers: list[Any] | None = None,
         delete: str | None = None,
         resource_name: str | None = None,
+        logging: command.remote.Logging | None = None,
+        secret_stdout: bool = False,
+        dial_error_limit: int | None = None,
+        timeouts: pulumi.CustomTimeouts | None = None,
+        identified: bool = True,
     ) -> command.remote.Command:
+        """One remote command on ``node``; every command checks the host key and never gets its
+        previous output in its environment. Its environment carries the host's identity
+        (PI_CLUSTER_HOST_ID), so a new card under the address is an update that runs the
+        command again: an update, not a replacement, because a replacement would also run the
+        old command's delete step (a drain, a DNS reset) at the end of the deployment."""
+        if identified:
+            environment = {**environment, "PI_CLUSTER_HOST_ID": self._ids[node.name]}
         return command.remote.Command(
             resource_name or f"{self._name}-{node.name}-{step}",
-            connection=self._connection(node),
-            create=script(script_name),
+            connection=self._connection(node, dial_error_limit=dial_error_limit),
+            create=script(script_name) if script_name else None,
             delete=delete,
             environment=environment or None,
             triggers=triggers,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
+            logging=logging,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=depends_on or [],
+                custom_timeouts=timeouts,
+                additional_secret_outputs=["stdout"] if secret_stdout else None,
+            ),
         )
 
     def _connection(
@@ -284,6 +428,7 @@ class K3sCluster(pulumi.ComponentResource):
             host=node.address,
             user=node.ssh_user,
             private_key=self._key,
+            host_key=node.host_key_line,
             dial_error_limit=dial_error_limit,
-            per_dial_timeout=PER_DIAL_TIMEOUT if dial_error_limit else None,
+            per_dial_timeout=PER_DIAL_TIMEOUT,
         )

@@ -70,24 +70,87 @@ class Taint(Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
+_HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa")
+_IFACE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$"
+
+
+def split_host_key(entry: str) -> tuple[str | None, str, str] | None:
+    """(host, type, base64) of one ``ssh-keyscan`` line (``<host> <type> <base64>``) or of an
+    authorized_keys-style ``<type> <base64> [comment]``; None when it is neither."""
+    parts = entry.split()
+    if len(parts) >= 2 and parts[0] in _HOST_KEY_TYPES:
+        return None, parts[0], parts[1]
+    if len(parts) == 3 and parts[1] in _HOST_KEY_TYPES:
+        return parts[0], parts[1], parts[2]
+    return None
+
+
+def host_key_problem(entry: str, address: str) -> str | None:
+    """Why ``entry`` is not an SSH host key of ``address``."""
+    split = split_host_key(entry)
+    if split is None:
+        return (
+            "is not one host key line '<address> <type> <base64 key>' (what ssh-keyscan prints) "
+            f"with a type of {', '.join(_HOST_KEY_TYPES)}"
+        )
+    host, kind, key = split
+    # ssh-keyscan names a host on another port as [address]:port.
+    names = [re.sub(r"^\[(.*)\]:\d+$", r"\1", n) for n in (host or address).split(",")]
+    if address not in names:
+        return f"names host {host!r}, not the node's address {address!r}"
+    try:
+        blob = base64.b64decode(key, validate=True)
+    except binascii.Error:
+        return "has a key that is not base64"
+    if len(blob) < 4 or blob[4 : 4 + int.from_bytes(blob[:4], "big")] != kind.encode():
+        return f"has a key blob that is not a {kind} key"
+    return None
+
+
 class Node(Model):
     name: DnsLabel
     address: IPv4
     role: Literal["server", "agent"]
     hardware: Hardware
     ssh_user: str = Field(default="pi", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    # The node's SSH host key, as `ssh-keyscan -t ed25519 <address>` prints it. Every command
+    # (pulumi-command's connection.hostKey) and the host identity read check it; without it
+    # pulumi-command accepts any host (pulumi/pulumi-command v1.2.1
+    # provider/pkg/provider/remote/connection.go: InsecureIgnoreHostKey when hostKey is unset).
+    host_key: str | None = None
+    # Not checking the host key must be a stated decision: the reason, or leave it unset.
+    skip_host_key_check: str | None = Field(default=None, min_length=10)
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
     # Static resolvers so the node resolves image registries even while Pi-hole is down
     # (ARCHITECTURE.md, "DNS Resilience"). Agents pull images too, so it is on by default.
     static_dns: bool = True
     dns_resolvers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "8.8.8.8"], min_length=1)
-    nm_connection: str = Field(default="Wired connection 1", pattern=r"^[^\x00-\x1f'\\]{1,64}$")
+    # NetworkManager connection whose resolvers are set: by default the one active on nmDevice
+    # (Bookworm images name it "Wired connection 1", Trixie's netplan "netplan-eth0"); set
+    # nmConnection only to override what the device reports.
+    nm_device: str = Field(default="eth0", pattern=_IFACE)
+    nm_connection: str | None = Field(default=None, pattern=r"^[^\x00-\x1f'\\]{1,64}$")
+
+    @property
+    def host_key_line(self) -> str | None:
+        """``<type> <base64>``: the form pulumi-command parses (ssh.ParseAuthorizedKey)."""
+        split = split_host_key(self.host_key) if self.host_key else None
+        return f"{split[1]} {split[2]}" if split else None
 
 
 # config.yaml keys the cluster component owns; extraServerConfig may not override them.
 MANAGED_SERVER_KEYS = frozenset(
-    {"disable", "tls-san", "write-kubeconfig-mode", "node-ip", "cluster-cidr", "service-cidr", "token"}
+    {
+        "disable",
+        "tls-san",
+        "write-kubeconfig-mode",
+        "node-ip",
+        "node-name",
+        "cluster-cidr",
+        "service-cidr",
+        "token",
+    }
 )
 ConfigValue = str | int | bool | list[str]
 
@@ -98,16 +161,34 @@ class K3s(Model):
     service_cidr: Cidr = "10.43.0.0/16"
     # More server flags, written into /etc/rancher/k3s/config.yaml next to the managed ones.
     extra_server_config: dict[str, ConfigValue] = Field(default_factory=dict)
-    installer_url: str = Field(default="https://get.k3s.io", pattern=r"^https://[^\s'\"]+$")
+    # The installer of this release, pinned by its sha256: by default install.sh at the release's
+    # tag in k3s-io/k3s (get.k3s.io serves whatever master holds today). A new version means a
+    # new installerSha256; a mismatch stops the install naming both digests.
+    installer_url: str | None = Field(default=None, pattern=r"^https://[^\s'\"]+$")
+    installer_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     # Removing an agent from `nodes` always drains and deletes its Kubernetes node; k3s is
     # uninstalled from the host only when this is true.
     allow_uninstall: bool = False
     # Destroying the stack leaves the server's K3s (and its data) alone unless this is true.
     allow_server_wipe: bool = False
-    # Upper bound on waiting for a node to answer SSH after its reboot.
+    # Upper bound on waiting for a node to answer SSH after its reboot (the wait command's
+    # create/update timeout; the dial itself retries without a count).
     reboot_timeout_seconds: int = Field(default=300, ge=30, le=3600)
     # Upper bound on waiting for K3s files and Kubernetes nodes to appear.
     ready_timeout_seconds: int = Field(default=180, ge=10, le=3600)
+    # Upper bound on `systemctl start/restart` of k3s or k3s-agent: the unit is Type=notify with
+    # TimeoutStartSec=0 (k3s-io/k3s install.sh), so an agent that cannot register would wait
+    # forever; past this the journal is printed and the command fails naming the node.
+    start_timeout_seconds: int = Field(default=300, ge=10, le=3600)
+    # Upper bound on draining a Ready node that leaves the cluster (a NotReady one is not drained:
+    # its pods are force-deleted with the node).
+    drain_timeout_seconds: int = Field(default=180, ge=10, le=3600)
+
+    def installer(self) -> str:
+        """The installer's URL: the setting, or install.sh at this release's tag."""
+        if self.installer_url:
+            return self.installer_url
+        return f"https://raw.githubusercontent.com/k3s-io/k3s/{self.version.replace('+', '%2B')}/install.sh"
 
 
 class DeviceRoute(Model):
@@ -630,6 +711,7 @@ def consistency_problems(s: Settings) -> list[str]:
                 f"{NAMESPACE}:nodes[{i}].address: {n.address!r} of node {n.name!r} is outside "
                 f"lanCidr {s.lan_cidr}"
             )
+    problems += _host_key_problems(s)
     for i, d in enumerate(s.lan_devices):
         if ipaddress.IPv4Address(d.address) not in lan:
             problems.append(
@@ -685,6 +767,26 @@ def consistency_problems(s: Settings) -> list[str]:
             f"{m.storage_size} volume (storageSize); Prometheus needs headroom for the WAL"
         )
     problems += _media_problems(s)
+    return problems
+
+
+def _host_key_problems(s: Settings) -> list[str]:
+    """Every node's host key is checked, or the node says why not (never both, never neither)."""
+    problems: list[str] = []
+    for i, n in enumerate(s.nodes):
+        key = f"{NAMESPACE}:nodes[{i}]"
+        if n.host_key is None and n.skip_host_key_check is None:
+            problems.append(
+                f"{key}.hostKey: required (node {n.name!r}): without it any host answering on "
+                f"{n.address} gets the join token; record it with `ssh-keyscan -t ed25519 {n.address}` "
+                f"(check the fingerprint on the node's console), or set {key}.skipHostKeyCheck to the reason"
+            )
+        elif n.host_key is not None and n.skip_host_key_check is not None:
+            problems.append(f"{key}.skipHostKeyCheck: node {n.name!r} sets hostKey too; keep one of them")
+        elif n.host_key is not None:
+            problem = host_key_problem(n.host_key, n.address)
+            if problem:
+                problems.append(f"{key}.hostKey: {n.host_key!r} {problem} (node {n.name!r})")
     return problems
 
 

@@ -241,13 +241,8 @@ def _install_tools_run(
     (stubs / "dirname").symlink_to(shutil.which("dirname") or "/usr/bin/dirname")
     if tools_present:
         for tool in (
-            "unbound-checkconf",
-            "unbound-anchor",
-            "shellcheck",
-            "promtool",
-            "amtool",
-            "busybox",
-            "sqlite3",
+            *("unbound-checkconf", "unbound-anchor", "shellcheck", "promtool", "amtool"),
+            *("busybox", "sqlite3", "ssh", "ssh-keygen", "ssh-keyscan", "sshd"),
         ):
             _stub(stubs, tool)
     if validator_present:
@@ -296,7 +291,8 @@ def test_install_tools_installs_only_what_is_missing(
 
 APT_COMMAND = (
     "sudo apt-get update && sudo apt-get install -y --no-install-recommends "
-    "unbound unbound-anchor shellcheck prometheus prometheus-alertmanager busybox sqlite3"
+    "unbound unbound-anchor shellcheck prometheus prometheus-alertmanager busybox sqlite3 "
+    "openssh-client openssh-server"
 )
 
 

@@ -54,6 +54,8 @@ class Registration:
     delete_before_replace: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
+    additional_secret_outputs: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # create/update/delete
 
     @property
     def key(self) -> str:
@@ -148,8 +150,51 @@ def fake_cluster_ip(name: str) -> str:
     return f"10.43.{digest[0]}.{max(digest[1], 2)}"
 
 
+# The layout of the kubeconfig a K3s server writes to /etc/rancher/k3s/k3s.yaml (what k3s-read.sh
+# prints), with stand-ins for the certificate data.
+K3S_KUBECONFIG = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: c3RhbmQtaW4gQ0E=
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: c3RhbmQtaW4gY2VydA==
+    client-key-data: c3RhbmQtaW4ga2V5
+"""
+
+
+def stand_in_machine_id(address: str) -> str:
+    """A machine-id shaped stand-in for the host at ``address`` (host-identity.sh's output)."""
+    return hashlib.sha256(f"machine-id of {address}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Invoke:
+    """One function call the program made (e.g. ``command:local:run``), with its plain args."""
+
+    token: str
+    args: dict[str, Any]
+
+
 class StandInMocks(pmocks.Mocks):
-    """Resource state = inputs, plus stand-ins for what only a real engine would fill in."""
+    """Resource state = inputs, plus stand-ins for what only a real engine would fill in.
+    ``machine_ids`` (by address) stands in for what host-identity.sh reads on each node."""
+
+    def __init__(self, machine_ids: Mapping[str, str] | None = None) -> None:
+        self.machine_ids = dict(machine_ids or {})
+        self.invokes: list[Invoke] = []
+        self.lock = threading.Lock()
 
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict]:
         state = dict(args.inputs)
@@ -160,12 +205,22 @@ class StandInMocks(pmocks.Mocks):
                 spec["clusterIP"] = fake_cluster_ip(f"{meta.get('namespace')}/{meta.get('name')}")
             state["spec"] = spec
         if args.typ.startswith("command:remote:") or args.typ.startswith("command:local:"):
+            env = unwrap(state.get("environment") or {})
+            if isinstance(env, dict) and env.get("PI_CLUSTER_FILE") == "kubeconfig":
+                state.setdefault("stdout", K3S_KUBECONFIG)
             state.setdefault("stdout", f"stand-in stdout of {args.name}")
             state.setdefault("stderr", "")
         return f"{args.name}-id", state
 
     def call(self, args: pmocks.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
-        return {}, None
+        plain = unwrap(dict(args.args))
+        with self.lock:
+            self.invokes.append(Invoke(args.token, plain))
+        if args.token == "command:local:run":
+            host = (plain.get("environment") or {}).get("PI_CLUSTER_HOST", "")
+            out = self.machine_ids.get(host, stand_in_machine_id(host))
+            return {**plain, "stdout": out, "stderr": ""}, []
+        return {}, []
 
 
 class RecordingMonitor(pmocks.MockMonitor):
@@ -197,6 +252,16 @@ class RecordingMonitor(pmocks.MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 ignore_changes=list(request.ignoreChanges),
                 replace_on_changes=list(request.replaceOnChanges),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                custom_timeouts={
+                    k: v
+                    for k, v in (
+                        ("create", request.customTimeouts.create),
+                        ("update", request.customTimeouts.update),
+                        ("delete", request.customTimeouts.delete),
+                    )
+                    if v
+                },
             )
             with self.lock:
                 self.registrations.append(reg)
@@ -214,6 +279,7 @@ class Result:
     # The program's module globals after the run (its settings and registries, e.g. ``workloads``,
     # the declarations the capacity proof and the guardrails were fed).
     program: dict[str, Any] = field(default_factory=dict)
+    invokes: list[Invoke] = field(default_factory=list)
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -287,13 +353,15 @@ def run(
     config: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
+    machine_ids: Mapping[str, str] | None = None,
     root: Path = ROOT,
 ) -> Result:
     """Run the program for ``stack`` under mocks.
 
     ``config`` replaces the stack file's plain values entirely; ``overrides`` changes single
     keys (a value of ``None`` removes the key); ``secrets`` gives values for secret keys
-    (default: stand-ins for every secret key the program declares and every ``secure:`` entry).
+    (default: stand-ins for every secret key the program declares and every ``secure:`` entry);
+    ``machine_ids`` gives a node's /etc/machine-id by address (default: a stand-in per address).
     """
     from config.settings import NAMESPACE, SECRET_KEYS
 
@@ -316,7 +384,7 @@ def run(
 
     psettings.reset_options(project=PROJECT, stack=stack)
     pulumi.runtime.set_all_config(all_config, sorted(secret_values))
-    mocks = StandInMocks()
+    mocks = StandInMocks(machine_ids)
     monitor = RecordingMonitor(mocks)
     pmocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
 
@@ -339,10 +407,12 @@ def run(
         if _sync_await(out.is_secret()):
             secret_outputs.add(name)
     regs = sorted(monitor.registrations, key=lambda r: (r.type, r.name))
+    invokes = sorted(mocks.invokes, key=lambda i: (i.token, json.dumps(i.args, sort_keys=True)))
     return Result(
         stack=stack,
         registrations=regs,
         outputs=outputs,
         secret_outputs=secret_outputs,
         program=program_globals,
+        invokes=invokes,
     )

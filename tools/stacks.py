@@ -23,6 +23,7 @@ def scaled_config(nodes: int, base: str = "pi-k3s") -> dict[str, Any]:
                 "address": f"192.168.1.{100 + i}",
                 "role": "agent",
                 "hardware": {"model": "pi3", "cores": 4, "memory": "1Gi"},
+                "skipHostKeyCheck": "generated node of a scale test, no real host",
                 "labels": {"pi-cluster/class": "pi3"},
             }
         )

@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
 # Install K3s at the pinned version on a server or an agent, or bring an existing install in
-# line: config.yaml written only when its content differs, the installer run only when the
-# version (or, for an agent, the server it joins or the join token) differs, a restart only
-# when just config.yaml changed. Waits (bounded) until the server's kubeconfig and join token
-# exist. Never prints the token.
+# line, touching only what differs:
+#   - config.yaml is rewritten only when its bytes differ (cmp against the wanted file);
+#   - the installer (install.sh of the release, checked against its sha256) runs only when the
+#     version, or for an agent the server it joins or the join token, differs; never to go back
+#     to a lower version (K3s does not support downgrades);
+#   - on a server, a change of cluster-cidr or service-cidr after install is refused (K3s cannot
+#     renumber a running cluster);
+#   - the unit is (re)started by this script, not by the installer (INSTALL_K3S_SKIP_START=true):
+#     k3s.service and k3s-agent.service are Type=notify with TimeoutStartSec=0 (k3s-io/k3s
+#     install.sh create_systemd_service_file), so a blocking start never ends when an agent
+#     cannot register; here it is cut off after PI_CLUSTER_START_SECONDS, and the unit's journal
+#     is printed before failing. A rerun with unchanged inputs starts or restarts nothing.
+# Waits (bounded) until the server's kubeconfig and join token exist. Never prints the token.
 # Parameters (environment):
-#   PI_CLUSTER_ROLE            server or agent
-#   INSTALL_K3S_VERSION        e.g. v1.33.6+k3s1 (read by the installer too)
-#   PI_CLUSTER_K3S_CONFIG      content of /etc/rancher/k3s/config.yaml
-#   PI_CLUSTER_INSTALLER_URL   the K3s install script, e.g. https://get.k3s.io
-#   PI_CLUSTER_WAIT_SECONDS    bound on waiting for the server's files (default 180)
-#   K3S_URL, K3S_TOKEN         agent only: the server to join and its token (read by the installer)
+#   PI_CLUSTER_NODE              node name (for messages)
+#   PI_CLUSTER_ROLE              server or agent
+#   INSTALL_K3S_VERSION          e.g. v1.33.6+k3s1 (read by the installer too)
+#   PI_CLUSTER_K3S_CONFIG        content of /etc/rancher/k3s/config.yaml
+#   PI_CLUSTER_INSTALLER_URL     the release's install.sh
+#   PI_CLUSTER_INSTALLER_SHA256  its sha256
+#   PI_CLUSTER_START_SECONDS     bound on starting the unit (default 300)
+#   PI_CLUSTER_WAIT_SECONDS      bound on waiting for the server's files (default 180)
+#   K3S_URL, K3S_TOKEN           agent only: the server to join and its token (read by the installer)
 # PI_CLUSTER_ROOT prefixes every path: empty on a host, a fake root in tests.
 set -euo pipefail
 
+: "${PI_CLUSTER_NODE:?PI_CLUSTER_NODE is required}"
 : "${PI_CLUSTER_ROLE:?PI_CLUSTER_ROLE is required}"
 : "${INSTALL_K3S_VERSION:?INSTALL_K3S_VERSION is required}"
 : "${PI_CLUSTER_K3S_CONFIG:?PI_CLUSTER_K3S_CONFIG is required}"
 : "${PI_CLUSTER_INSTALLER_URL:?PI_CLUSTER_INSTALLER_URL is required}"
+: "${PI_CLUSTER_INSTALLER_SHA256:?PI_CLUSTER_INSTALLER_SHA256 is required}"
 root="${PI_CLUSTER_ROOT:-}"
+node="$PI_CLUSTER_NODE"
+version="$INSTALL_K3S_VERSION"
+start_seconds="${PI_CLUSTER_START_SECONDS:-300}"
 wait_seconds="${PI_CLUSTER_WAIT_SECONDS:-180}"
-preserve=INSTALL_K3S_VERSION
+# The installer starts nothing (install.sh: `[ "${INSTALL_K3S_SKIP_START}" = true ] && return`).
+export INSTALL_K3S_SKIP_START=true
+preserve=INSTALL_K3S_VERSION,INSTALL_K3S_SKIP_START
 case "$PI_CLUSTER_ROLE" in
   server)
     service=k3s
@@ -32,7 +51,7 @@ case "$PI_CLUSTER_ROLE" in
     service=k3s-agent
     # What the agent joined, with the token as a digest: a new server or token means a rejoin.
     join="$K3S_URL $(printf '%s' "$K3S_TOKEN" | sha256sum | cut -d' ' -f1)"
-    preserve=INSTALL_K3S_VERSION,K3S_URL,K3S_TOKEN
+    preserve+=,K3S_URL,K3S_TOKEN
     ;;
   *)
     echo "error: PI_CLUSTER_ROLE must be server or agent, got '$PI_CLUSTER_ROLE'" >&2
@@ -40,35 +59,75 @@ case "$PI_CLUSTER_ROLE" in
     ;;
 esac
 
+tmp="$(mktemp -d)" # 0700: what is staged here (config, join marker, installer) stays private
+trap 'rm -rf "$tmp"' EXIT
 config="$root/etc/rancher/k3s/config.yaml"
 marker="$root/var/lib/pi-cluster/k3s-join"
-config_changed=no
-if [[ "$(sudo cat "$config" 2>/dev/null || true)" != "$PI_CLUSTER_K3S_CONFIG" ]]; then
-  sudo mkdir -p "$(dirname "$config")"
-  (umask 077 && printf '%s\n' "$PI_CLUSTER_K3S_CONFIG" | sudo tee "$config" >/dev/null)
-  sudo chmod 0600 "$config"
-  config_changed=yes
-fi
+printf '%s' "$PI_CLUSTER_K3S_CONFIG" >"$tmp/config.yaml" # the exact bytes the program rendered
+printf '%s\n' "$join" >"$tmp/join"
 
 installed=""
 if command -v k3s >/dev/null 2>&1; then
   installed="$(k3s --version | awk 'NR == 1 {print $3}')"
 fi
-joined="$(sudo cat "$marker" 2>/dev/null || true)"
+if [[ -n "$installed" && "$installed" != "$version" ]] &&
+  [[ "$(printf '%s\n%s\n' "$installed" "$version" | sort -V | tail -n 1)" == "$installed" ]]; then
+  echo "error: node $node runs K3s $installed, newer than k3s.version $version; K3s does not support downgrades" >&2
+  exit 1
+fi
 
-if [[ "$installed" != "$INSTALL_K3S_VERSION" || "$joined" != "$join" ]]; then
-  installer="$(mktemp)"
-  trap 'rm -f "$installer"' EXIT
-  curl -sfL "$PI_CLUSTER_INSTALLER_URL" -o "$installer"
-  sudo --preserve-env="$preserve" sh "$installer" "$PI_CLUSTER_ROLE"
-  sudo mkdir -p "$(dirname "$marker")"
-  printf '%s\n' "$join" | sudo tee "$marker" >/dev/null
-  action="installed $INSTALL_K3S_VERSION (was ${installed:-none})"
+# A server's networks are fixed once it runs: refuse to rewrite them under it.
+if [[ "$PI_CLUSTER_ROLE" == server && -n "$installed" ]] && sudo test -f "$config"; then
+  for key in cluster-cidr service-cidr; do
+    have="$(sudo sed -n "s/^$key: //p" "$config")"
+    want="$(sed -n "s/^$key: //p" "$tmp/config.yaml")"
+    if [[ "$have" != "$want" ]]; then
+      echo "error: node $node: refusing to change $key from ${have:-the default} to ${want:-the default} on an installed server; K3s cannot change its cluster networks (set k3s.${key%%-*}Cidr back, or rebuild the cluster)" >&2
+      exit 1
+    fi
+  done
+fi
+
+config_changed=no
+if ! sudo cmp -s "$tmp/config.yaml" "$config" 2>/dev/null; then
+  sudo install -D -m 0600 "$tmp/config.yaml" "$config"
+  config_changed=yes
+fi
+
+# Start or restart the unit, bounded; on failure show its journal and name the node.
+run_unit() {
+  local verb="$1" rc=0
+  sudo timeout "$start_seconds" systemctl "$verb" "$service" || rc=$?
+  if ((rc != 0)); then
+    echo "--- journalctl -u $service (last 50 lines) ---" >&2
+    sudo journalctl -u "$service" -n 50 --no-pager >&2 || true
+    if ((rc == 124)); then
+      echo "error: node $node: $service did not become active within ${start_seconds}s (k3s.startTimeoutSeconds); see its journal above" >&2
+    else
+      echo "error: node $node: systemctl $verb $service failed (exit $rc); see its journal above" >&2
+    fi
+    exit 1
+  fi
+}
+
+if [[ "$installed" != "$version" ]] || ! sudo cmp -s "$tmp/join" "$marker" 2>/dev/null; then
+  # Bounded retries: a few attempts, each with its own time limit.
+  curl -fsSL --retry 5 --retry-delay 2 --retry-connrefused --connect-timeout 10 --max-time 120 \
+    "$PI_CLUSTER_INSTALLER_URL" -o "$tmp/install.sh"
+  digest="$(sha256sum "$tmp/install.sh" | cut -d' ' -f1)"
+  if [[ "$digest" != "$PI_CLUSTER_INSTALLER_SHA256" ]]; then
+    echo "error: node $node: $PI_CLUSTER_INSTALLER_URL has sha256 $digest, not $PI_CLUSTER_INSTALLER_SHA256 (k3s.installerSha256); not running it" >&2
+    exit 1
+  fi
+  sudo --preserve-env="$preserve" sh "$tmp/install.sh" "$PI_CLUSTER_ROLE"
+  sudo install -D -m 0600 "$tmp/join" "$marker"
+  run_unit restart
+  action="installed $version (was ${installed:-none})"
 elif [[ "$config_changed" == yes ]]; then
-  sudo systemctl restart "$service"
+  run_unit restart
   action="restarted for a new config.yaml"
 elif ! systemctl is-active --quiet "$service"; then
-  sudo systemctl start "$service"
+  run_unit start
   action="started"
 else
   action="unchanged"
@@ -79,7 +138,7 @@ if [[ "$PI_CLUSTER_ROLE" == server ]]; then
     waited=0
     until sudo test -s "$file"; do
       if ((waited >= wait_seconds)); then
-        echo "error: $file did not appear within ${wait_seconds}s; see journalctl -u $service" >&2
+        echo "error: node $node: $file did not appear within ${wait_seconds}s; see journalctl -u $service" >&2
         exit 1
       fi
       sleep 2
@@ -87,4 +146,4 @@ if [[ "$PI_CLUSTER_ROLE" == server ]]; then
     done
   done
 fi
-echo "k3s $PI_CLUSTER_ROLE $INSTALL_K3S_VERSION: $action"
+echo "k3s $PI_CLUSTER_ROLE $version on $node: $action"

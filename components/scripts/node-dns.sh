@@ -1,27 +1,58 @@
 #!/usr/bin/env bash
 # Static DNS that never depends on Pi-hole (ARCHITECTURE.md, "DNS Resilience"): the
-# NetworkManager connection gets fixed resolvers and ignores the ones DHCP hands out.
-# Changes nothing when the connection already has them; applies a change to the running device
-# with `nmcli device reapply` (keeps the SSH session) instead of taking the link down.
+# NetworkManager connection of the node's wired device gets fixed IPv4 resolvers and ignores the
+# ones DHCP and IPv6 router advertisements hand out. Changes nothing when the connection already
+# has them; applies a change to the running device with `nmcli device reapply` (keeps the SSH
+# session) instead of taking the link down. Mode auto hands DNS back to DHCP, but only on a node
+# this script made static (a marker records it), so a node that never had staticDns keeps its own.
+# The connection is the one active on the device: Bookworm images call it "Wired connection 1",
+# Trixie images (cloud-init + netplan, RPi-Distro/pi-gen stage2/04-cloud-init) "netplan-eth0".
 # Parameters (environment):
-#   PI_CLUSTER_NM_CONNECTION  connection name, e.g. "Wired connection 1"
-#   PI_CLUSTER_DNS_SERVERS    space-separated resolver addresses, e.g. "1.1.1.1 8.8.8.8"
-#   PI_CLUSTER_DNS_MODE       static (default) or auto (back to DHCP-provided resolvers)
+#   PI_CLUSTER_NODE           node name (for messages)
+#   PI_CLUSTER_NM_DEVICE      network device, e.g. eth0
+#   PI_CLUSTER_NM_CONNECTION  connection name; empty: the one active on the device
+#   PI_CLUSTER_DNS_SERVERS    space-separated IPv4 resolver addresses, e.g. "1.1.1.1 8.8.8.8"
+#   PI_CLUSTER_DNS_MODE       static or auto
+# PI_CLUSTER_ROOT prefixes every path: empty on a host, a fake root in tests.
 set -euo pipefail
 
-: "${PI_CLUSTER_NM_CONNECTION:?PI_CLUSTER_NM_CONNECTION is required}"
-conn="$PI_CLUSTER_NM_CONNECTION"
-mode="${PI_CLUSTER_DNS_MODE:-static}"
+: "${PI_CLUSTER_NODE:?PI_CLUSTER_NODE is required}"
+: "${PI_CLUSTER_NM_DEVICE:?PI_CLUSTER_NM_DEVICE is required}"
+: "${PI_CLUSTER_DNS_MODE:?PI_CLUSTER_DNS_MODE is required}"
+root="${PI_CLUSTER_ROOT:-}"
+node="$PI_CLUSTER_NODE"
+device="$PI_CLUSTER_NM_DEVICE"
+mode="$PI_CLUSTER_DNS_MODE"
+marker="$root/var/lib/pi-cluster/dns-static"
+
+conn="${PI_CLUSTER_NM_CONNECTION:-}"
+if [[ -z "$conn" ]]; then
+  conn="$(nmcli -g GENERAL.CONNECTION device show "$device" 2>/dev/null || true)"
+  if [[ -z "$conn" ]]; then
+    echo "error: node $node: device $device has no active NetworkManager connection; devices here:" >&2
+    nmcli -g DEVICE,STATE,CONNECTION device status >&2 || true
+    exit 1
+  fi
+fi
+if ! nmcli -g NAME connection show "$conn" >/dev/null 2>&1; then
+  echo "error: node $node: no NetworkManager connection '$conn'; connections here:" >&2
+  nmcli -g NAME connection show >&2 || true
+  exit 1
+fi
+
 case "$mode" in
   static)
     : "${PI_CLUSTER_DNS_SERVERS:?PI_CLUSTER_DNS_SERVERS is required}"
     read -r -a servers <<<"$PI_CLUSTER_DNS_SERVERS"
-    want_dns="$(IFS=,; echo "${servers[*]}")"
-    want_ignore=yes
+    want=("ipv4.dns" "$(IFS=,; echo "${servers[*]}")" "ipv4.ignore-auto-dns" yes
+      "ipv6.dns" "" "ipv6.ignore-auto-dns" yes)
     ;;
   auto)
-    want_dns=""
-    want_ignore=no
+    if ! sudo test -f "$marker"; then
+      echo "dns: '$conn' left as it is (pi-cluster never set it)"
+      exit 0
+    fi
+    want=("ipv4.dns" "" "ipv4.ignore-auto-dns" no "ipv6.dns" "" "ipv6.ignore-auto-dns" no)
     ;;
   *)
     echo "error: PI_CLUSTER_DNS_MODE must be static or auto, got '$mode'" >&2
@@ -29,21 +60,30 @@ case "$mode" in
     ;;
 esac
 
-if ! nmcli -g NAME connection show "$conn" >/dev/null 2>&1; then
-  echo "error: no NetworkManager connection '$conn'; connections here:" >&2
-  nmcli -g NAME connection show >&2 || true
-  exit 1
+modify=()
+for ((i = 0; i < ${#want[@]}; i += 2)); do
+  if [[ "$(nmcli -g "${want[i]}" connection show "$conn")" != "${want[i + 1]}" ]]; then
+    modify+=("${want[i]}" "${want[i + 1]}")
+  fi
+done
+if ((${#modify[@]})); then
+  sudo nmcli connection modify "$conn" "${modify[@]}"
+  active="$(nmcli -g GENERAL.DEVICES connection show "$conn")"
+  if [[ -n "$active" ]]; then
+    sudo nmcli device reapply "$active"
+  fi
 fi
-have_dns="$(nmcli -g ipv4.dns connection show "$conn")"
-have_ignore="$(nmcli -g ipv4.ignore-auto-dns connection show "$conn")"
-if [[ "$have_dns" == "$want_dns" && "$have_ignore" == "$want_ignore" ]]; then
-  echo "dns: '$conn' unchanged (${want_dns:-auto})"
-  exit 0
+if [[ "$mode" == static ]]; then
+  if ! sudo test -f "$marker"; then
+    sudo mkdir -p "$(dirname "$marker")"
+    printf '%s\n' "$conn" | sudo tee "$marker" >/dev/null
+  fi
+  if ((${#modify[@]})); then
+    echo "dns: '$conn' set to ${want[1]} (DHCP and IPv6 resolvers ignored)"
+  else
+    echo "dns: '$conn' unchanged (${want[1]})"
+  fi
+else
+  sudo rm -f "$marker"
+  echo "dns: '$conn' back to the resolvers DHCP hands out"
 fi
-
-sudo nmcli connection modify "$conn" ipv4.dns "$want_dns" ipv4.ignore-auto-dns "$want_ignore"
-device="$(nmcli -g GENERAL.DEVICES connection show "$conn")"
-if [[ -n "$device" ]]; then
-  sudo nmcli device reapply "$device"
-fi
-echo "dns: '$conn' set to ${want_dns:-auto} (ignore-auto-dns $want_ignore)"

@@ -6,7 +6,7 @@
 # Parameters (environment):
 #   PI_CLUSTER_NODE           Kubernetes node name
 #   PI_CLUSTER_LABELS         one key=value per line (may be empty)
-#   PI_CLUSTER_TAINTS         one key=value:Effect per line (may be empty)
+#   PI_CLUSTER_TAINTS         one key=value:Effect (key:Effect without a value) per line (may be empty)
 #   PI_CLUSTER_WAIT_SECONDS   bound on waiting for the node to register (default 180)
 set -euo pipefail
 
@@ -37,8 +37,10 @@ mapfile -t want_taints < <(lines "${PI_CLUSTER_TAINTS:-}")
 # shellcheck disable=SC2016 # go-template variables, not shell expansions
 mapfile -t have_labels < <(kube get node "$node" \
   -o go-template='{{range $k, $v := .metadata.labels}}{{$k}}={{$v}}{{"\n"}}{{end}}')
+# A taint without a value has no `value` field: {{.value}} would print "<no value>", so the
+# value (and its "=") is printed only when there is one, the form node_taints() renders.
 mapfile -t have_taints < <(kube get node "$node" \
-  -o go-template='{{range .spec.taints}}{{.key}}={{.value}}:{{.effect}}{{"\n"}}{{end}}')
+  -o go-template='{{range .spec.taints}}{{.key}}{{with .value}}={{.}}{{end}}:{{.effect}}{{"\n"}}{{end}}')
 IFS=, read -r -a managed_labels <<<"$(kube get node "$node" \
   -o jsonpath='{.metadata.annotations.pi-cluster/managed-labels}')"
 IFS=, read -r -a managed_taints <<<"$(kube get node "$node" \
@@ -64,12 +66,13 @@ fi
 
 # Taints: add or re-value what differs, remove managed key:Effect pairs dropped from settings.
 want_ids=()
+taint_id() { printf '%s:%s' "${1%%[=:]*}" "${1##*:}"; } # key:Effect
 for taint in "${want_taints[@]}"; do
-  want_ids+=("${taint%%=*}:${taint##*:}")
+  want_ids+=("$(taint_id "$taint")")
   contains "$taint" "${have_taints[@]}" || kube taint node "$node" "$taint" --overwrite
 done
 have_ids=()
-for taint in "${have_taints[@]}"; do have_ids+=("${taint%%=*}:${taint##*:}"); done
+for taint in "${have_taints[@]}"; do have_ids+=("$(taint_id "$taint")"); done
 for id in "${managed_taints[@]}"; do
   if ! contains "$id" "${want_ids[@]}" && contains "$id" "${have_ids[@]}"; then
     kube taint node "$node" "$id-"

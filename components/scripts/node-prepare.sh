@@ -1,57 +1,118 @@
 #!/usr/bin/env bash
-# Prepare a Raspberry Pi OS host for K3s, changing only what is not already right:
+# Prepare a Raspberry Pi OS host (Bookworm or Trixie images) for K3s, changing only what is not
+# already right. The first command on a node, so it takes no parameters (sshd does not accept
+# them yet):
+#   - sudo works without a password (everything else runs through it);
 #   - sshd accepts the parameters later commands send through their environment (AcceptEnv);
-#   - the memory cgroup is on the kernel command line (cgroup_memory=1 cgroup_enable=memory);
-#   - swap is off now and stays off (swapfile, dphys-swapfile, zram units masked, fstab swap
-#     lines commented out).
-# Reboots only when the running kernel lacks the cgroup arguments. The reboot is scheduled a
-# few seconds out and sshd stops taking new connections right away (Debian's ssh.service keeps
-# running sessions), so this command returns cleanly and the next one waits for the reboot.
-# No parameters. PI_CLUSTER_ROOT prefixes every path: empty on a host, a fake root in tests.
+#   - the running kernel has the memory cgroup: /sys/fs/cgroup/cgroup.controllers lists it
+#     (6.12 kernels no longer list it in /proc/cgroups); if not, cmdline.txt gets
+#     cgroup_enable=memory (and cgroup_memory=1 for older kernels) and the node reboots;
+#   - a Pi 5 boots the 4K-page kernel8.img instead of kernel_2712.img (16K pages, which
+#     jemalloc-based images such as Immich's Valkey do not survive): kernel=kernel8.img in
+#     /boot/firmware/config.txt, reboot only while the running kernel still has 16K pages;
+#   - swap is off now and stays off: Trixie's rpi-swap gets Mechanism=none in
+#     /etc/rpi/swap.conf.d/, Bookworm's dphys-swapfile (and zram-tools) are masked, fstab swap
+#     lines are commented out, active swap is turned off.
+# Prints changes=..., boot_id=<this boot> and reboot=yes|no; node-wait.sh reads them. A reboot is
+# scheduled a few seconds out and sshd stops taking new connections right away (Debian's
+# ssh.service keeps running sessions), so this command returns cleanly and the next one waits.
+# PI_CLUSTER_ROOT prefixes every path: empty on a host, a fake root in tests.
 set -euo pipefail
 
 root="${PI_CLUSTER_ROOT:-}"
-cgroup_args=(cgroup_memory=1 cgroup_enable=memory)
-accept_env="AcceptEnv PI_CLUSTER_* INSTALL_K3S_VERSION K3S_URL K3S_TOKEN"
-sshd_dropin="$root/etc/ssh/sshd_config.d/50-pi-cluster.conf"
-swap_units=(dphys-swapfile.service zramswap.service systemd-zram-setup@zram0.service)
-changes=()
+user="$(id -un)"
 
-# sshd: accept the parameter variables.
-if [[ "$(cat "$sshd_dropin" 2>/dev/null || true)" != "$accept_env" ]]; then
-  sudo mkdir -p "$(dirname "$sshd_dropin")"
-  printf '%s\n' "$accept_env" | sudo tee "$sshd_dropin" >/dev/null
+# sudo: Raspberry Pi OS no longer grants it without a password (RPi-Distro/pi-gen c020178c,
+# "raspberrypi-sys-mods no longer ships 010_pi-nopasswd"; release notes 2026-04-13 "Passwordless
+# sudo now disabled by default"; raspberrypi/rpi-imager v2.0.11 writes `sudo: null` for the user
+# unless "Enable passwordless sudo" is ticked).
+if ! sudo -n true 2>/dev/null; then
+  cat >&2 <<EOF
+error: $(hostname): user $user cannot run sudo without a password, and every bootstrap step needs it.
+Raspberry Pi OS images from 2026-04-13 on ask for the password by default. Either write the card
+again with Raspberry Pi Imager and tick "Enable passwordless sudo" (OS customisation, the step
+"Customisation: Choose username"), or on the node run once:
+  sudo raspi-config nonint do_sudo_pass 1
+EOF
+  exit 1
+fi
+
+changes=()
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# Install $2 (a file) as $1 only when the bytes differ; returns 0 when it changed the host.
+put() {
+  local dest="$1" src="$2"
+  if sudo cmp -s "$src" "$dest" 2>/dev/null; then
+    return 1
+  fi
+  sudo install -D -m 0644 "$src" "$dest"
+}
+
+# sshd: accept the parameter variables (pulumi-command sends `environment` with session.Setenv:
+# pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/commandOutputs.go).
+printf '%s\n' "AcceptEnv PI_CLUSTER_* INSTALL_K3S_VERSION K3S_URL K3S_TOKEN" >"$tmp/sshd"
+if put "$root/etc/ssh/sshd_config.d/50-pi-cluster.conf" "$tmp/sshd"; then
   sudo systemctl reload ssh.service
   changes+=(sshd-accept-env)
 fi
 
-# Kernel command line (one line; Bookworm keeps it in /boot/firmware, older releases in /boot).
-cmdline="$root/boot/firmware/cmdline.txt"
-if [[ ! -f "$cmdline" && -f "$root/boot/cmdline.txt" ]]; then
-  cmdline="$root/boot/cmdline.txt"
-fi
-if [[ ! -f "$cmdline" ]]; then
-  echo "error: no kernel command line at $cmdline" >&2
-  exit 1
-fi
-line="$(head -n 1 "$cmdline")"
-missing=()
-for arg in "${cgroup_args[@]}"; do
-  [[ " $line " == *" $arg "* ]] || missing+=("$arg")
-done
-if ((${#missing[@]})); then
-  [[ -f "$cmdline.pi-cluster.orig" ]] || sudo cp "$cmdline" "$cmdline.pi-cluster.orig"
-  printf '%s %s\n' "$line" "${missing[*]}" | sudo tee "$cmdline" >/dev/null
-  changes+=("cmdline:+${missing[*]// /,+}")
-fi
-running="$(cat "$root/proc/cmdline")"
 reboot=no
-for arg in "${cgroup_args[@]}"; do
-  [[ " $running " == *" $arg "* ]] || reboot=yes
-done
 
-# Swap: units that would bring it back, fstab entries, then whatever is active now.
-for unit in "${swap_units[@]}"; do
+# Memory cgroup: what the running kernel offers decides (k3s-io/k3s install.sh checks
+# /sys/fs/cgroup/cgroup.controllers first, /proc/cgroups only as a fallback).
+if ! grep -qw memory "$root/sys/fs/cgroup/cgroup.controllers" 2>/dev/null; then
+  cmdline="$root/boot/firmware/cmdline.txt"
+  if [[ ! -f "$cmdline" ]]; then
+    echo "error: $(hostname): no kernel command line at $cmdline" >&2
+    exit 1
+  fi
+  line="$(head -n 1 "$cmdline")"
+  missing=()
+  for arg in cgroup_memory=1 cgroup_enable=memory; do
+    [[ " $line " == *" $arg "* ]] || missing+=("$arg")
+  done
+  if ((${#missing[@]})); then
+    [[ -f "$cmdline.pi-cluster.orig" ]] || sudo cp "$cmdline" "$cmdline.pi-cluster.orig"
+    printf '%s %s\n' "$line" "${missing[*]}" >"$tmp/cmdline"
+    sudo cp "$tmp/cmdline" "$cmdline" # FAT: cp, not install -m
+    changes+=("cmdline:+${missing[*]// /,+}")
+  fi
+  reboot=yes
+fi
+
+# Pi 5: the 4K-page kernel. The firmware loads kernel_2712.img (16K pages) on a Pi 5 unless
+# config.txt names another kernel (raspberrypi rpi-image-gen, layer rpi5: "installs the 2712
+# kernel which has a 16kB page size ... you may require running the v8 kernel (kernel8)").
+model="$(tr -d '\0' <"$root/proc/device-tree/model" 2>/dev/null || true)"
+if [[ "$model" == "Raspberry Pi 5"* || "$model" == "Raspberry Pi Compute Module 5"* ]]; then
+  config="$root/boot/firmware/config.txt"
+  marker="# pi-cluster: 4K pages (jemalloc images such as Valkey fail on kernel_2712.img)"
+  if ! grep -qxF "$marker" "$config" 2>/dev/null; then
+    { cat "$config" 2>/dev/null || true; printf '\n%s\n[all]\nkernel=kernel8.img\n' "$marker"; } >"$tmp/config"
+    sudo cp "$tmp/config" "$config"
+    changes+=(config:kernel8.img)
+  fi
+  if [[ "$(getconf PAGESIZE)" != 4096 ]]; then
+    reboot=yes
+  fi
+fi
+
+# Swap. Trixie: rpi-swap's generator reads /etc/rpi/swap.conf and drop-ins in
+# /etc/rpi/swap.conf.d/*.conf, the last file in lexical order winning; Mechanism=none configures
+# no swap and removes the swap file (raspberrypi/rpi-swap 1.2.1 man/man5/swap.conf.5,
+# lib/systemd/system-generators/rpi-swap-generator). daemon-reload reruns the generator.
+if [[ -f "$root/etc/rpi/swap.conf" ]]; then
+  printf '[Main]\nMechanism=none\n' >"$tmp/swap"
+  if put "$root/etc/rpi/swap.conf.d/99-pi-cluster-no-swap.conf" "$tmp/swap"; then
+    sudo systemctl daemon-reload
+    changes+=(rpi-swap:none)
+  fi
+fi
+# Bookworm: dphys-swapfile (RPi-Distro/pi-gen bookworm stage2/01-sys-tweaks/00-packages), and
+# zram-tools where someone installed it.
+for unit in dphys-swapfile.service zramswap.service; do
   state="$(systemctl is-enabled "$unit" 2>/dev/null || true)"
   if [[ -n "$state" && "$state" != masked ]]; then
     sudo systemctl mask --now "$unit"
@@ -69,6 +130,7 @@ if (($(wc -l <"$root/proc/swaps") > 1)); then
 fi
 
 echo "changes=${changes[*]:-none}"
+echo "boot_id=$(cat "$root/proc/sys/kernel/random/boot_id")"
 if [[ "$reboot" == yes ]]; then
   sudo systemd-run --on-active=5 --unit=pi-cluster-reboot systemctl reboot
   sudo systemctl stop ssh.service
