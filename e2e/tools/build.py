@@ -44,8 +44,10 @@ class GoTool:
     module: str  # folder under e2e/tools holding go.mod/go.sum
     package: str  # the main package (a `tool` directive of that go.mod)
     pinned: str  # the module path whose go.mod version is the tool's version
-    # The version the binary reports, derived from the pinned module version (default: as is).
+    # The version the binary reports (default: the pinned module version). A pseudo-version
+    # carries no release number: then `release` names it and `release_pin` is the pin it is for.
     release: str = ""
+    release_pin: str = ""
     # -X flags; {release} is substituted. Taken from each project's own Makefile/build script.
     ldflags: tuple[str, ...] = ()
     # How to ask a binary for its version, and a regex whose group 1 must equal `release`.
@@ -114,6 +116,7 @@ GO_TOOLS: tuple[GoTool, ...] = (
         pinned="github.com/pulumi/pulumi-kubernetes/provider/v4",
         # The pseudo-version of the commit tagged v4.25.0 (go.mod says why no other).
         release="4.25.0",
+        release_pin="v4.0.0-20260115033456-f47bc2d6f199",
         ldflags=("-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version={release}",),
         version_args=(),
         plugin=True,
@@ -166,7 +169,10 @@ def pinned_version(tool: GoTool) -> str:
 
 
 def release_of(tool: GoTool) -> str:
-    return tool.release or pinned_version(tool)
+    pin = pinned_version(tool)
+    if tool.release_pin and pin != tool.release_pin:
+        raise ToolError(f"{tool.name}: go.mod pins {pin}, not {tool.release_pin}: set its release")
+    return tool.release or pin
 
 
 def reported_version(binary: str, tool_args: tuple[str, ...], pattern: str) -> str | None:
@@ -186,21 +192,16 @@ def same_version(got: str | None, want: str) -> bool:
     return got is not None and got.removeprefix("v") == want.removeprefix("v")
 
 
-def go_env(cache: Path) -> dict[str, str]:
+def go_env() -> dict[str, str]:
+    """The environment of every go command here. GOPROXY, GOMODCACHE and GOCACHE stay the
+    machine's (Go's defaults unless set): go.sum pins every module, so a clean clone verifies
+    against it, and other worktrees reuse the compiled packages. No toolchain download: every
+    go.mod names a Go that the machine's go (1.26) satisfies."""
     env = dict(os.environ)
-    # The module proxy and sum database stay the machine's (go env GOPROXY); go.sum pins every
-    # module so a clean clone verifies against it. No toolchain download: every go.mod names
-    # a Go the machine's go (1.26) satisfies.
     env["GOTOOLCHAIN"] = "local"
     env["GOFLAGS"] = "-mod=readonly -trimpath -buildvcs=false"
-    env["CGO_ENABLED"] = "0"
-    env.setdefault("GOMODCACHE", _go_env_value("GOMODCACHE"))
-    env.setdefault("GOCACHE", _go_env_value("GOCACHE"))
+    env["CGO_ENABLED"] = "0"  # static binaries, as the providers' Makefiles build them
     return env
-
-
-def _go_env_value(name: str) -> str:
-    return subprocess.run(["go", "env", name], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def recipe(tool: GoTool, release: str, go_version: str) -> dict[str, str]:
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     cache: Path = args.cache.resolve()
     bin_dir = cache / "bin"
     cache.mkdir(parents=True, exist_ok=True)
-    env = go_env(cache)
+    env = go_env()
     go_version = subprocess.run(
         ["go", "env", "GOVERSION"], capture_output=True, text=True, env=env, check=True
     ).stdout.strip()
