@@ -182,8 +182,19 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
 class Cluster:
     """One simulated cluster living in `workdir` (certs, etcd data, logs, kubeconfig)."""
 
-    def __init__(self, workdir: Path, cache: Path = DEFAULT_CACHE) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        cache: Path = DEFAULT_CACHE,
+        extra_args: dict[str, Sequence[str]] | None = None,
+    ) -> None:
+        """extra_args: more flags per component, appended to ours (a later flag wins), e.g.
+        {"kube-apiserver": ["--disable-admission-plugins=ValidatingAdmissionWebhook"]}."""
         self.workdir = workdir.resolve()
+        self.extra_args = dict(extra_args or {})
+        unknown = set(self.extra_args) - set(COMPONENTS)
+        if unknown:
+            raise ClusterError(f"extra_args for unknown components: {sorted(unknown)}")
         self.pki = self.workdir / "pki"
         self.logs = self.workdir / "logs"
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -203,7 +214,7 @@ class Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [self.tools[name]["path"], *args],
+            [self.tools[name]["path"], *args, *self.extra_args.get(name, ())],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -434,9 +445,14 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running(workdir: Path, nodes: Sequence[Node] = (), cache: Path = DEFAULT_CACHE) -> Iterator[Cluster]:
+def running(
+    workdir: Path,
+    nodes: Sequence[Node] = (),
+    cache: Path = DEFAULT_CACHE,
+    extra_args: dict[str, Sequence[str]] | None = None,
+) -> Iterator[Cluster]:
     """A cluster for the duration of a `with` block, always stopped after it."""
-    cluster = Cluster(workdir, cache)
+    cluster = Cluster(workdir, cache, extra_args)
     cluster.start(nodes)
     try:
         yield cluster
