@@ -3,7 +3,8 @@
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes bound
 to 127.0.0.1 on free ports, with a CA, serving and client certificates and a service-account
 key made by openssl in the cluster's own folder; kwok plays the kubelet of every Node that
-carries the annotation kwok.x-k8s.io/node=fake (the convention of kwokctl), so Nodes turn
+carries the annotation kwok.x-k8s.io/node=fake (as kwokctl configures it: sigs.k8s.io/kwok
+v0.8.0 pkg/kwokctl/runtime/kind/cluster_kwok_controller.go), so Nodes turn
 Ready and Pods Running with kwok's default Stages. No container runs and nothing listens
 beyond 127.0.0.1. The binaries come from e2e/.cache/tools.json (python3 -m e2e.tools.build).
 
@@ -12,9 +13,9 @@ ends exactly those pids. Flags mirror what K3s v1.33 passes its embedded control
 it matters to the stack (Node,RBAC authorization, NodeRestriction, anonymous auth off,
 privileged pods allowed, profiling off, service CIDR 10.43.0.0/16, cluster CIDR 10.42.0.0/16:
 k3s-io/k3s pkg/daemons/control/server.go, apiServer() and defaults(), read at an older revision
-0103601; these flags are long-standing). Pod Security admission is on (a
-default plugin of kube-apiserver 1.33) at K3s' default level (privileged unless a namespace's
-pod-security.kubernetes.io labels say otherwise).
+0103601; these flags are long-standing). Pod Security admission is on (a default plugin of
+kube-apiserver 1.33) with no admission configuration, as K3s starts it: privileged unless a
+namespace's pod-security.kubernetes.io labels say otherwise.
 """
 
 from __future__ import annotations
