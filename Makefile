@@ -96,6 +96,21 @@ crd-schemas: $(TOOLS_BIN)/.layer $(VENV)/.runtime
 crd-schemas-check: $(TOOLS_BIN)/.layer $(VENV)/.runtime
 	$(PY) -m tools.crd_schemas --check
 
+# --- e2e: the real engine against a simulated cluster (e2e/tools/README.md) -------------------
+.PHONY: e2e-tools e2e-cluster-smoke e2e-clean
+
+## e2e-tools: the pinned Pulumi CLI, plugins, control plane, etcd, kwok, kubectl, helm
+## (from PATH at the pinned version, else built once into e2e/.cache; a second run builds nothing)
+e2e-tools: $(VENV)/.dev $(TOOLS_BIN)/.layer
+	python3 -m e2e.tools.build --python $(PY)
+
+## e2e-cluster-smoke: etcd + control plane + kwok on 127.0.0.1, one fake Node Ready, stopped
+e2e-cluster-smoke: e2e-tools
+	python3 -m e2e.cluster smoke
+
+e2e-clean:
+	rm -rf e2e/.cache
+
 # --- delivery (CI and deploy notices) ---------------------------------------------------------
 .PHONY: ci-tools render-diff notify
 BASE_RENDERED ?= ../base/rendered
