@@ -95,7 +95,14 @@ class _Nginx:
                 # A DaemonSet pinned to one node: a rolling update frees hostPort 443 first.
                 "kind": "DaemonSet",
                 "nodeSelector": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": s.placement.ingress},
-                "hostPort": {"enabled": True, "ports": {"https": 443}},
+                # The chart gives every containerPort a hostPort (chart 4.15.1
+                # templates/controller-daemonset.yaml: `hostPort: {{ index
+                # .Values.controller.hostPort.ports $key | default $value }}`). The string "0" is
+                # not empty to sprig's `default`, renders `hostPort: 0`, which Kubernetes reads
+                # as no host port: http keeps its container port and takes no :80 from Pi-hole.
+                # No null: the provider drops nulls before Helm (pulumi-kubernetes before 4.30.0,
+                # pulumi/pulumi-kubernetes#2997; the Python SDK drops None in values anyway).
+                "hostPort": {"enabled": True, "ports": {"https": 443, "http": "0"}},
                 "service": {"type": "ClusterIP", "enableHttp": False},
                 "ingressClassResource": {"name": self.class_name, "default": False},
                 "resources": s.ingress.ingress_nginx.resources.spec(),
@@ -120,9 +127,7 @@ class _Nginx:
         }
 
     def value_files(self) -> list[pulumi.Asset]:
-        # The chart publishes every containerPort as a hostPort; deleting the http entry (a null
-        # can only travel in a values file, the SDK drops None) leaves 443 as the only one.
-        return [pulumi.StringAsset("controller:\n  containerPort:\n    http: null\n")]
+        return []
 
     def scrape_target(self) -> ScrapeTarget:
         return ScrapeTarget(
@@ -410,7 +415,6 @@ class IngressTls(pulumi.ComponentResource):
             self._impl.values(s),
             resource_name=f"{name}-controller",
             value_yaml_files=self._impl.value_files(),
-            allow_null_values=True,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[controller_ns]),
         )
 

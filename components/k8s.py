@@ -674,7 +674,6 @@ def helm_release(
     resource_name: str,
     timeout: int | None = None,
     value_yaml_files: Sequence[pulumi.Asset] | None = None,
-    allow_null_values: bool | None = None,
 ) -> k8s.helm.v3.Release:
     """A release of a pinned chart. Atomic, cleaning up on failure: a failed install or upgrade
     rolls back, so a bad values change never leaves a half-upgraded platform behind."""
@@ -686,8 +685,7 @@ def helm_release(
         repository_opts={"repo": chart.repo},
         namespace=namespace,
         values=values,
-        value_yaml_files=value_yaml_files,
-        allow_null_values=allow_null_values,
+        value_yaml_files=value_yaml_files or None,
         atomic=True,
         cleanup_on_fail=True,
         timeout=timeout,
