@@ -297,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, stop)
+    # Also SIGINT: a shell starts a background job with SIGINT ignored, and Python then installs
+    # no KeyboardInterrupt handler of its own.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     started = time.monotonic()
     report = Report()
     try:
