@@ -106,12 +106,17 @@ def kwok_nodes(settings: Any) -> list[KwokNode]:
             cpu=str(node.hardware.cores),
             memory=node.hardware.memory,
             allocatable_cpu=f"{info.allocatable_cpu}m",
-            allocatable_memory=str(info.allocatable_memory),
+            allocatable_memory=_quantity(info.allocatable_memory),
             arch="arm64",
             kubelet_version=settings.k3s.version,
         )
         for node, info in zip(settings.nodes, nodes_of(settings), strict=True)
     ]
+
+
+def _quantity(size: int) -> str:
+    """Bytes as Kubernetes writes them: whole Mi where they are, else bytes."""
+    return f"{size // 2**20}Mi" if size % 2**20 == 0 else str(size)
 
 
 def inline_kubeconfig(path: Path) -> str:
