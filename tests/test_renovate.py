@@ -150,11 +150,11 @@ def test_regexes_use_only_re2_syntax() -> None:
             assert not re.search(r"\(\?[=!]|\(\?<[=!]|\\k<|\\[1-9]", js), js
 
 
-@pytest.fixture(scope="module")
-def renovate_extraction() -> list[dict[str, Any]]:
+def node_extract(script: str, *args: Path) -> list[dict[str, Any]]:
+    """What one of Renovate's own managers extracts (tools/node/<script>), as JSON."""
     validator()
     result = subprocess.run(
-        ["node", str(NODE_TOOLS / "extract.js"), str(CONFIG), *map(str, STACK_FILES)],
+        ["node", str(NODE_TOOLS / script), *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -162,6 +162,11 @@ def renovate_extraction() -> list[dict[str, Any]]:
         check=True,
     )
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def renovate_extraction() -> list[dict[str, Any]]:
+    return node_extract("extract.js", CONFIG, *STACK_FILES)
 
 
 def test_renovate_itself_extracts_every_pin(renovate_extraction: list[dict[str, Any]]) -> None:
@@ -310,16 +315,7 @@ REQUIREMENTS = sorted(ROOT.glob("requirements*.txt"))
 
 
 def pip_extraction(files: list[Path]) -> list[dict[str, Any]]:
-    validator()
-    result = subprocess.run(
-        ["node", str(NODE_TOOLS / "extract-pip.js"), *map(str, files)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "LOG_LEVEL": "warn"},
-        check=True,
-    )
-    return json.loads(result.stdout)
+    return node_extract("extract-pip.js", *files)
 
 
 def unpinned(extraction: list[dict[str, Any]]) -> list[str]:
