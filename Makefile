@@ -97,7 +97,13 @@ crd-schemas-check: $(TOOLS_BIN)/.layer $(VENV)/.runtime
 	$(PY) -m tools.crd_schemas --check
 
 # --- e2e: the real engine against a simulated cluster (e2e/tools/README.md) -------------------
-.PHONY: e2e-tools e2e-cluster-smoke e2e-clean
+.PHONY: e2e e2e-tools e2e-cluster-smoke e2e-clean
+
+## e2e: pulumi preview, up, up again, the policy pack, a one-tag change and destroy with the real
+## engine against a simulated cluster of the stack's nodes, then kubectl+helm side by side
+## (charts from CHART_MIRROR) -> e2e/out/report.json, e2e/out/summary.md (docs/development.md)
+e2e: e2e-tools
+	$(PY) -m e2e.run
 
 ## e2e-tools: the pinned Pulumi CLI, plugins, control plane, etcd, kwok, kubectl, helm
 ## (from PATH at the pinned version, else built once into e2e/.cache; a second run builds nothing)
@@ -109,7 +115,7 @@ e2e-cluster-smoke: e2e-tools
 	python3 -m e2e.cluster smoke
 
 e2e-clean:
-	rm -rf e2e/.cache
+	rm -rf e2e/.cache e2e/out
 
 # --- delivery (CI and deploy notices) ---------------------------------------------------------
 .PHONY: ci-tools render-diff notify

@@ -5,7 +5,7 @@ import pulumi
 from components import secrets as secrets_component
 from components.backups import Backups, BackupsArgs
 from components.capacity import WorkloadRegistry
-from components.cluster import K3sCluster, K3sClusterArgs
+from components.cluster import ExistingCluster, ExistingClusterArgs, K3sCluster, K3sClusterArgs
 from components.dns import DnsStack, DnsStackArgs
 from components.external_services import ExternalServices, ExternalServicesArgs
 from components.guardrails import FlowRegistry, Guardrails, GuardrailsArgs, Peer
@@ -22,10 +22,15 @@ from config.settings import load
 
 settings, secrets = load()
 
-cluster = K3sCluster("k3s", K3sClusterArgs(settings=settings, ssh_private_key=secrets.ssh_private_key))
+# A running cluster (existingCluster) or one bootstrapped over SSH; either yields the provider.
+cluster: ExistingCluster | K3sCluster = (
+    ExistingCluster("k3s", ExistingClusterArgs(settings, secrets.require("kubeconfig")))
+    if settings.existing_cluster
+    else K3sCluster("k3s", K3sClusterArgs(settings, secrets.require("sshPrivateKey")))
+)
 provider = cluster.provider
 routes = RouteRegistry(settings.domain)
-volumes = VolumeRegistry()
+volumes = VolumeRegistry(ephemeral_reason=settings.ephemeral_volumes or "")
 metrics = MetricsRegistry()
 workloads = WorkloadRegistry()
 flows = FlowRegistry()

@@ -22,6 +22,9 @@ step, so a replacement never uninstalls. Removal lives in separate commands that
 delete step: ``<node>-drain`` (on the server, never needs the node itself) and
 ``<node>-uninstall`` (on the host; it has a delete step only while allowUninstall /
 allowServerWipe is true, so removing a dead node reaches nothing but the server).
+
+ExistingCluster is the other way in (setting ``existingCluster``): a cluster that already runs,
+its kubeconfig a stack secret; no node is touched. Both give the same provider and outputs.
 """
 
 from __future__ import annotations
@@ -217,6 +220,49 @@ def uninstall_env(settings: Settings, node: Node, host_id: Any) -> dict[str, Any
     }
 
 
+def kubernetes_provider(
+    name: str,
+    settings: Settings,
+    kubeconfig: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.Provider:
+    """The one Kubernetes provider of the stack, whichever way the cluster came: server-side
+    apply, the settings' cluster identity, and the plugin version the stack pins (setting
+    kubernetesPluginVersion; unset, the engine runs the SDK's own version)."""
+    return k8s.Provider(
+        name,
+        kubeconfig=kubeconfig,
+        enable_server_side_apply=True,
+        cluster_identifier=cluster_identifier(settings),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(version=settings.kubernetes_plugin_version)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ExistingClusterArgs:
+    settings: Settings
+    kubeconfig: pulumi.Output[str]  # the stack secret `kubeconfig`
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    """A cluster that already runs: the provider from its kubeconfig (a stack secret), nothing
+    bootstrapped. The stack's ``nodes`` must describe it (names, labels, taints as the nodes
+    have them): placement and the capacity proof read them; this component changes no node."""
+
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("pi-cluster:cluster:ExistingCluster", name, None, opts)
+        self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
+        self.provider = kubernetes_provider(
+            f"{name}-provider", args.settings, self.kubeconfig, pulumi.ResourceOptions(parent=self)
+        )
+        self.register_outputs({"kubeconfig": self.kubeconfig})
+
+
 class K3sCluster(pulumi.ComponentResource):
     """Bootstraps every node over SSH and exposes a provider built from the server's kubeconfig."""
 
@@ -295,12 +341,11 @@ class K3sCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(
             kubeconfig.stdout.apply(lambda raw: rewrite_kubeconfig(raw, server.address))
         )
-        self.provider = k8s.Provider(
+        self.provider = kubernetes_provider(
             f"{name}-provider",
-            kubeconfig=self.kubeconfig,
-            enable_server_side_apply=True,
-            cluster_identifier=cluster_identifier(settings),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=labels),
+            settings,
+            self.kubeconfig,
+            pulumi.ResourceOptions(parent=self, depends_on=labels),
         )
         self.register_outputs({"kubeconfig": self.kubeconfig})
 

@@ -25,7 +25,7 @@ from components.guardrails import Flow, FlowRegistry, Peer
 from components.metrics import MetricsRegistry, ScrapeTarget
 from components.routes import Route, RouteRegistry
 from components.secrets import Secrets
-from config.settings import Settings
+from config.settings import NAMESPACE, Settings, SettingsError
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
 ACME_SERVERS = {
@@ -53,8 +53,9 @@ class IngressTlsArgs:
     settings: Settings
     provider: k8s.Provider
     secrets: Secrets
-    cloudflare_api_token: pulumi.Output[str]
-    cloudflare_zone_id: pulumi.Output[str]
+    # None when the stack has no Cloudflare record (ingress.cloudflareRecord: false).
+    cloudflare_api_token: pulumi.Output[str] | None
+    cloudflare_zone_id: pulumi.Output[str] | None
     metrics: MetricsRegistry
     workloads: WorkloadRegistry
     flows: FlowRegistry
@@ -95,7 +96,14 @@ class _Nginx:
                 # A DaemonSet pinned to one node: a rolling update frees hostPort 443 first.
                 "kind": "DaemonSet",
                 "nodeSelector": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": s.placement.ingress},
-                "hostPort": {"enabled": True, "ports": {"https": 443}},
+                # The chart gives every containerPort a hostPort (chart 4.15.1
+                # templates/controller-daemonset.yaml: `hostPort: {{ index
+                # .Values.controller.hostPort.ports $key | default $value }}`). The string "0" is
+                # not empty to sprig's `default`, renders `hostPort: 0`, which Kubernetes reads
+                # as no host port: http keeps its container port and takes no :80 from Pi-hole.
+                # No null: the provider drops nulls before Helm (pulumi-kubernetes before 4.30.0,
+                # pulumi/pulumi-kubernetes#2997; the Python SDK drops None in values anyway).
+                "hostPort": {"enabled": True, "ports": {"https": 443, "http": "0"}},
                 "service": {"type": "ClusterIP", "enableHttp": False},
                 "ingressClassResource": {"name": self.class_name, "default": False},
                 "resources": s.ingress.ingress_nginx.resources.spec(),
@@ -120,9 +128,7 @@ class _Nginx:
         }
 
     def value_files(self) -> list[pulumi.Asset]:
-        # The chart publishes every containerPort as a hostPort; deleting the http entry (a null
-        # can only travel in a values file, the SDK drops None) leaves 443 as the only one.
-        return [pulumi.StringAsset("controller:\n  containerPort:\n    http: null\n")]
+        return []
 
     def scrape_target(self) -> ScrapeTarget:
         return ScrapeTarget(
@@ -375,7 +381,7 @@ class IngressTls(pulumi.ComponentResource):
     controller: k8s.helm.v3.Release
     cert_manager: k8s.helm.v3.Release
     issuers: dict[str, k8s.apiextensions.CustomResource]
-    record: cloudflare.DnsRecord
+    record: cloudflare.DnsRecord | None  # None: ingress.cloudflareRecord is off
     address: str
     # The controller's pods, for NetworkPolicies that let it reach route backends.
     controller_namespace: str
@@ -406,11 +412,10 @@ class IngressTls(pulumi.ComponentResource):
         self.controller = kb.helm_release(
             s.ingress.controller,
             self._impl.namespace,
-            chart,
+            s.chart_source(chart),
             self._impl.values(s),
             resource_name=f"{name}-controller",
             value_yaml_files=self._impl.value_files(),
-            allow_null_values=True,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[controller_ns]),
         )
 
@@ -424,7 +429,7 @@ class IngressTls(pulumi.ComponentResource):
         self.cert_manager = kb.helm_release(
             "cert-manager",
             CERT_MANAGER_NAMESPACE,
-            cm.chart,
+            s.chart_source(cm.chart),
             cert_manager_values(s),
             resource_name=f"{name}-cert-manager",
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[cm_ns]),
@@ -451,23 +456,7 @@ class IngressTls(pulumi.ComponentResource):
             for issuer, server in ACME_SERVERS.items()
         }
 
-        cf = cloudflare.Provider(
-            f"{name}-cloudflare",
-            api_token=args.cloudflare_api_token,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.record = cloudflare.DnsRecord(
-            f"{name}-wildcard",
-            zone_id=args.cloudflare_zone_id,
-            # The API takes the complete name; `*.<domain>` is the `*.lab` record of the zone.
-            name=f"*.{s.domain}",
-            content=self.address,
-            type="A",
-            proxied=False,
-            ttl=1,  # automatic
-            comment="pi-cluster: every route's host resolves to the ingress node",
-            opts=pulumi.ResourceOptions(parent=self, provider=cf),
-        )
+        self.record = self._wildcard_record(args) if s.ingress.cloudflare_record else None
         self._impl.declare(s, args.workloads, args.flows)
         declare_cert_manager(s, args.workloads, args.flows)
         args.metrics.add(self._impl.scrape_target())
@@ -481,6 +470,32 @@ class IngressTls(pulumi.ComponentResource):
                 },
                 port="http-metrics",
             )
+        )
+
+    def _wildcard_record(self, args: IngressTlsArgs) -> cloudflare.DnsRecord:
+        """*.<domain> -> the ingress node, through a Cloudflare provider of the stack's token."""
+        s = args.settings
+        if args.cloudflare_api_token is None or args.cloudflare_zone_id is None:
+            raise SettingsError(
+                f"{NAMESPACE}:ingress.cloudflareRecord: on, but cloudflareApiToken or cloudflareZoneId "
+                "was not read"
+            )
+        cf = cloudflare.Provider(
+            f"{self.name}-cloudflare",
+            api_token=args.cloudflare_api_token,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return cloudflare.DnsRecord(
+            f"{self.name}-wildcard",
+            zone_id=args.cloudflare_zone_id,
+            # The API takes the complete name; `*.<domain>` is the `*.lab` record of the zone.
+            name=f"*.{s.domain}",
+            content=self.address,
+            type="A",
+            proxied=False,
+            ttl=1,  # automatic
+            comment="pi-cluster: every route's host resolves to the ingress node",
+            opts=pulumi.ResourceOptions(parent=self, provider=cf),
         )
 
     @property

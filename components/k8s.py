@@ -17,7 +17,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.capacity import ServiceInfo, WorkloadRegistry, from_pod_spec
-from config.types import Chart, Resources
+from config.settings import ChartSource
+from config.types import Resources
 
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 
@@ -667,27 +668,26 @@ def pvc(
 def helm_release(
     release: str,
     namespace: str,
-    chart: Chart,
+    chart: ChartSource,
     values: Mapping[str, Any],
     *,
     opts: pulumi.ResourceOptions,
     resource_name: str,
     timeout: int | None = None,
     value_yaml_files: Sequence[pulumi.Asset] | None = None,
-    allow_null_values: bool | None = None,
 ) -> k8s.helm.v3.Release:
-    """A release of a pinned chart. Atomic, cleaning up on failure: a failed install or upgrade
+    """A release of a pinned chart (from its repository, or its package in the chart mirror:
+    ``Settings.chart_source``). Atomic, cleaning up on failure: a failed install or upgrade
     rolls back, so a bad values change never leaves a half-upgraded platform behind."""
     return k8s.helm.v3.Release(
         resource_name,
         name=release,
         chart=chart.chart,
         version=chart.version,
-        repository_opts={"repo": chart.repo},
+        repository_opts={"repo": chart.repo} if chart.repo else None,
         namespace=namespace,
         values=values,
-        value_yaml_files=value_yaml_files,
-        allow_null_values=allow_null_values,
+        value_yaml_files=value_yaml_files or None,
         atomic=True,
         cleanup_on_fail=True,
         timeout=timeout,

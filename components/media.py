@@ -95,15 +95,17 @@ def nfs_volume(
     access_mode: str,
     read_only: bool,
     resource_name: str,
+    volumes: VolumeRegistry,
     opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.PersistentVolume:
-    """A static NFS PersistentVolume that outlives its claim (Retain) and Pulumi (protect)."""
+    """A static NFS PersistentVolume that outlives its claim (Retain) and Pulumi (protect, unless
+    the stack's volumes are ephemeral: then annotated with the reason instead)."""
     mount_options = [f"nfsvers={version}", "hard", "noatime"]
     if read_only:
         mount_options.append("ro")
     return k8s.core.v1.PersistentVolume(
         resource_name,
-        metadata=kb.metadata(name),
+        metadata=kb.metadata(name, annotations=volumes.annotations()),
         spec={
             "capacity": {"storage": size},
             "accessModes": [access_mode],
@@ -112,7 +114,7 @@ def nfs_volume(
             "mountOptions": mount_options,
             "nfs": {"server": server, "path": path, "readOnly": read_only},
         },
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)),
+        opts=pulumi.ResourceOptions.merge(opts, volumes.protection()),
     )
 
 
@@ -179,7 +181,8 @@ class Media(pulumi.ComponentResource):
         size: str,
         access_mode: str,
     ) -> k8s.core.v1.PersistentVolumeClaim:
-        """An NFS export of the NAS as a Retain PV and its bound PVC, both protected."""
+        """An NFS export of the NAS as a Retain PV and its bound PVC, both protected (or both
+        ephemeral, as the volume registry says)."""
         s, name = self._args.settings, self._name
         pv = nfs_volume(
             volume,
@@ -190,6 +193,7 @@ class Media(pulumi.ComponentResource):
             access_mode=access_mode,
             read_only=access_mode == "ReadOnlyMany",
             resource_name=f"{name}-{volume}-pv",
+            volumes=self._args.volumes,
             opts=self._child,
         )
         return kb.pvc(
@@ -201,7 +205,8 @@ class Media(pulumi.ComponentResource):
             access_mode=access_mode,
             volume_name=volume,
             resource_name=f"{name}-{volume}",
-            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), pulumi.ResourceOptions(protect=True)),
+            ephemeral_reason=self._args.volumes.ephemeral_reason,
+            opts=pulumi.ResourceOptions.merge(self._opts(ns, pv), self._args.volumes.protection()),
         )
 
     def _jellyfin(self) -> None:
@@ -339,7 +344,7 @@ class Media(pulumi.ComponentResource):
         self.immich_release = kb.helm_release(
             "immich",
             IMMICH_NS,
-            im.chart,
+            s.chart_source(im.chart),
             immich_values(s),
             resource_name=f"{name}-immich",
             timeout=900,

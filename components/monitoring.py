@@ -530,7 +530,7 @@ class Monitoring(pulumi.ComponentResource):
         self.release = kb.helm_release(
             RELEASE,
             NAMESPACE,
-            chart,
+            s.chart_source(chart),
             chart_values(s),
             resource_name=f"{name}-kube-prometheus-stack",
             timeout=900,

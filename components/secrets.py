@@ -53,7 +53,7 @@ class Secrets(pulumi.ComponentResource):
         self.release = kb.helm_release(
             "external-secrets",
             NAMESPACE,
-            chart,
+            s.chart_source(chart),
             eso_values(s),
             resource_name=f"{name}-eso",
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns]),

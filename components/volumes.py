@@ -2,7 +2,8 @@
 
 :func:`stateful_pvc` creates a PersistentVolumeClaim that Pulumi protects (``pulumi destroy``
 or a rename cannot delete it) and records it in the :class:`VolumeRegistry`, which the backup
-component reads to know what to copy off the node.
+component reads to know what to copy off the node. A throwaway stack (setting
+``ephemeralVolumes``: the reason) gets them unprotected and annotated with that reason.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ class StatefulVolume:
 class VolumeRegistry:
     volumes: list[StatefulVolume] = field(default_factory=list)
     frozen: bool = False
+    # Settings.ephemeral_volumes: why no stateful volume of this stack is protected ("": all are).
+    ephemeral_reason: str = ""
+
+    def protection(self) -> pulumi.ResourceOptions:
+        """The options of every stateful volume: protected, unless the stack says why not."""
+        return pulumi.ResourceOptions(protect=not self.ephemeral_reason)
+
+    def annotations(self) -> dict[str, str] | None:
+        """What a stateful volume carries when it is not protected: the policy pack's reason."""
+        return {kb.EPHEMERAL_ANNOTATION: self.ephemeral_reason} if self.ephemeral_reason else None
 
     def add(self, volume: StatefulVolume) -> None:
         if self.frozen:
@@ -63,7 +74,8 @@ def stateful_pvc(
     access_mode: str = "ReadWriteOnce",
     volume_name: str | None = None,
 ) -> k8s.core.v1.PersistentVolumeClaim:
-    """A protected PVC holding data we cannot lose, recorded for backups."""
+    """A protected PVC holding data we cannot lose, recorded for backups (unprotected, with the
+    registry's reason as its ephemeral annotation, in a throwaway stack)."""
     registry.add(StatefulVolume(namespace, name, size, node, sqlite))
     return kb.pvc(
         name,
@@ -74,5 +86,6 @@ def stateful_pvc(
         access_mode=access_mode,
         volume_name=volume_name,
         resource_name=resource_name,
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)),
+        ephemeral_reason=registry.ephemeral_reason,
+        opts=pulumi.ResourceOptions.merge(opts, registry.protection()),
     )

@@ -14,11 +14,14 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pulumi
+import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from config import chart_mirror
 from config.lists import adlist_problems, allowlist_problems
 from config.types import (
     AbsPath,
@@ -42,10 +45,13 @@ from config.types import (
 )
 
 NAMESPACE = "pi-cluster"
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # where Pulumi.yaml is
 
-# Config keys that must be set with `pulumi config set --secret`.
+# Config keys that must be set with `pulumi config set --secret` (each only when the stack uses
+# it: see required_secrets).
 SECRET_KEYS: dict[str, str] = {
     "sshPrivateKey": "private SSH key that reaches every node (the public half in authorized_keys)",
+    "kubeconfig": "kubeconfig of the running cluster (existingCluster: true)",
     "onepasswordToken": "1Password service-account token for External Secrets",
     "cloudflareApiToken": "Cloudflare API token with Zone:DNS:Edit on the zone",
     "cloudflareZoneId": "Cloudflare zone id of the parent domain",
@@ -323,6 +329,10 @@ class IngressSettings(Model):
     cloudflare_token_ref: str = Field(default="cloudflare/api-token", pattern=r"^[^/]+/[^/]+$")
     # Certificates of https backends (LAN devices) are self-signed; verify only if they are not.
     verify_https_backends: bool = False
+    # The Cloudflare record *.<domain> -> the ingress node. Off: no record and no Cloudflare
+    # provider (cloudflareApiToken and cloudflareZoneId are then not needed); cert-manager's
+    # DNS-01 token still comes from 1Password (cloudflareTokenRef).
+    cloudflare_record: bool = True
     ingress_nginx: ControllerChart
     traefik: ControllerChart
     cert_manager: CertManagerSettings
@@ -628,9 +638,40 @@ class DnsSettings(Model):
         return allowlist_problems(self.allowlist_file)[0]
 
 
+def _reason(value: str | None) -> str | None:
+    if value is not None and len(value.strip()) < 10:
+        raise ValueError(f"{value!r} is not a reason: say in a sentence why (at least 10 characters)")
+    return value
+
+
+# A provider plugin version as `pulumi plugin ls` shows it (semver, no leading v).
+_PLUGIN_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+
+
+def _plugin_version(value: str | None) -> str | None:
+    if value is not None and not _PLUGIN_VERSION.match(value):
+        raise ValueError(f"{value!r} is not a plugin version such as 4.25.0")
+    return value
+
+
 class Settings(Model):
     """Everything the program reads from the stack configuration."""
 
+    # The cluster already runs (its kubeconfig is the secret `kubeconfig`): nothing is
+    # bootstrapped over SSH, no node is touched; `nodes` still describes the cluster (names,
+    # labels, taints, hardware: placement and the capacity proof read them).
+    existing_cluster: bool = False
+    # A Helm repository on disk (index.yaml + packages, as `helm repo index` writes it): every
+    # release installs its chart package from there, sha256 checked against the index at preview.
+    # An absolute path, or relative to the project folder.
+    chart_mirror: str | None = Field(default=None, min_length=1)
+    # Throwaway stacks only (e2e): the reason no stateful volume is protected. Set, it turns
+    # `protect` off on every stateful PVC and the NAS PersistentVolumes, and annotates them
+    # pi-cluster/ephemeral: <reason> (what the policy pack's stateful-pvc-protected accepts).
+    ephemeral_volumes: Annotated[str | None, AfterValidator(_reason)] = None
+    # The Kubernetes provider plugin the engine runs (resource option `version` on the provider),
+    # for an air-gapped machine with one known plugin installed. Unset: the SDK's own version.
+    kubernetes_plugin_version: Annotated[str | None, AfterValidator(_plugin_version)] = None
     domain: Domain
     timezone: str = Field(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$")
     lan_cidr: Cidr
@@ -681,8 +722,50 @@ class Settings(Model):
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
 
+    def charts(self) -> dict[str, Chart]:
+        """Every chart the stack installs, by its settings key."""
+        nginx = self.ingress.controller == "ingress-nginx"
+        controller = self.ingress.ingress_nginx if nginx else self.ingress.traefik
+        found = {
+            "secrets.chart": self.secrets.chart,
+            f"ingress.{'ingressNginx' if nginx else 'traefik'}.chart": controller.chart,
+            "ingress.certManager.chart": self.ingress.cert_manager.chart,
+            "monitoring.chart": self.monitoring.chart,
+        }
+        if self.media is not None:
+            found["media.immich.chart"] = self.media.immich.chart
+        return found
+
+    def mirror_folder(self) -> Path | None:
+        """chartMirror as an absolute folder (relative to the project folder), or None."""
+        if self.chart_mirror is None:
+            return None
+        path = Path(self.chart_mirror)
+        return path if path.is_absolute() else PROJECT_DIR / path
+
+    def chart_source(self, chart: Chart) -> ChartSource:
+        """Where a release takes ``chart`` from: its repository, or its package in chartMirror."""
+        folder = self.mirror_folder()
+        if folder is None:
+            return ChartSource(chart.chart, chart.version, chart.repo)
+        try:
+            package = chart_mirror.package(folder, chart.chart, chart.version)
+        except chart_mirror.MirrorError as err:
+            raise SettingsError(f"{NAMESPACE}:chartMirror: {err}") from None
+        return ChartSource(str(package), chart.version, None)
+
     def device(self, name: str) -> LanDevice:
         return next(d for d in self.lan_devices if d.name == name)
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """What a Helm release is given: the chart's name in ``repo``, or (repo None) the path of a
+    chart package on disk."""
+
+    chart: str
+    version: str
+    repo: str | None
 
 
 def _duplicates(values: list[str]) -> list[str]:
@@ -711,7 +794,8 @@ def consistency_problems(s: Settings) -> list[str]:
                 f"{NAMESPACE}:nodes[{i}].address: {n.address!r} of node {n.name!r} is outside "
                 f"lanCidr {s.lan_cidr}"
             )
-    problems += _host_key_problems(s)
+    if not s.existing_cluster:  # nothing dials a node of a running cluster
+        problems += _host_key_problems(s)
     for i, d in enumerate(s.lan_devices):
         if ipaddress.IPv4Address(d.address) not in lan:
             problems.append(
@@ -767,6 +851,26 @@ def consistency_problems(s: Settings) -> list[str]:
             f"{m.storage_size} volume (storageSize); Prometheus needs headroom for the WAL"
         )
     problems += _media_problems(s)
+    problems += _chart_mirror_problems(s)
+    return problems
+
+
+def _chart_mirror_problems(s: Settings) -> list[str]:
+    """Every chart the stack installs is in chartMirror, its package the one the index names."""
+    folder = s.mirror_folder()
+    if folder is None:
+        return []
+    key = f"{NAMESPACE}:chartMirror"
+    try:
+        chart_mirror.index_of(folder)
+    except chart_mirror.MirrorError as err:
+        return [f"{key}: {s.chart_mirror!r}: {err}"]
+    problems = []
+    for where, chart in s.charts().items():
+        try:
+            chart_mirror.package(folder, chart.chart, chart.version)
+        except chart_mirror.MirrorError as err:
+            problems.append(f"{key}: {s.chart_mirror!r}: {err} (chart of {where})")
     return problems
 
 
@@ -947,12 +1051,80 @@ def _dns_instance_problems(s: Settings) -> list[str]:
 
 @dataclass(frozen=True)
 class StackSecrets:
-    """The stack's secret config values, as Pulumi secret Outputs only."""
+    """The stack's secret config values, as Pulumi secret Outputs only; None where the stack
+    does not use the key (see :func:`required_secrets`)."""
 
-    ssh_private_key: pulumi.Output[str]
     onepassword_token: pulumi.Output[str]
-    cloudflare_api_token: pulumi.Output[str]
-    cloudflare_zone_id: pulumi.Output[str]
+    ssh_private_key: pulumi.Output[str] | None = None
+    kubeconfig: pulumi.Output[str] | None = None
+    cloudflare_api_token: pulumi.Output[str] | None = None
+    cloudflare_zone_id: pulumi.Output[str] | None = None
+
+    def require(self, key: str) -> pulumi.Output[str]:
+        """The secret of config ``key``; the stack must use it (load() read it)."""
+        fields = {
+            "sshPrivateKey": self.ssh_private_key,
+            "kubeconfig": self.kubeconfig,
+            "onepasswordToken": self.onepassword_token,
+            "cloudflareApiToken": self.cloudflare_api_token,
+            "cloudflareZoneId": self.cloudflare_zone_id,
+        }
+        value = fields[key]
+        if value is None:
+            raise SettingsError(f"{NAMESPACE}:{key}: not read, this stack's settings do not use it")
+        return value
+
+
+def required_secrets(settings: Settings) -> set[str]:
+    """The secret keys this stack reads: the SSH key to bootstrap nodes, or the kubeconfig of a
+    running cluster; the Cloudflare pair only for the wildcard record."""
+    keys = {"onepasswordToken", "kubeconfig" if settings.existing_cluster else "sshPrivateKey"}
+    if settings.ingress.cloudflare_record:
+        keys |= {"cloudflareApiToken", "cloudflareZoneId"}
+    return keys
+
+
+def _required_secrets_of(raw: dict[str, Any]) -> set[str]:
+    """required_secrets for a configuration that did not validate, as far as it can tell (so
+    a missing secret is reported beside the other problems)."""
+    on = {True, "true", "True"}
+    ingress = raw.get("ingress")
+    record = ingress.get("cloudflareRecord", True) if isinstance(ingress, dict) else True
+    keys = {"onepasswordToken", "kubeconfig" if raw.get("existingCluster") in on else "sshPrivateKey"}
+    if record not in {False, "false", "False"}:
+        keys |= {"cloudflareApiToken", "cloudflareZoneId"}
+    return keys
+
+
+def kubeconfig_problem(text: str) -> str | None:
+    """Why ``text`` is not a kubeconfig a client can use (never quoting it: it is a secret)."""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return "is not YAML"
+    if not isinstance(config, dict) or config.get("kind", "Config") != "Config":
+        return "is not a kubeconfig (kind Config)"
+    names = {}
+    for section in ("clusters", "users", "contexts"):
+        entries = config.get(section)
+        if not isinstance(entries, list) or not entries:
+            return f"has no {section}"
+        names[section] = {e.get("name") for e in entries if isinstance(e, dict)}
+    current = config.get("current-context")
+    if current not in names["contexts"]:
+        return f"has no current-context among its contexts ({', '.join(sorted(map(str, names['contexts'])))})"
+    context = next(e for e in config["contexts"] if isinstance(e, dict) and e.get("name") == current)
+    detail: dict[str, Any] = context["context"] if isinstance(context.get("context"), dict) else {}
+    for ref, section in (("cluster", "clusters"), ("user", "users")):
+        if detail.get(ref) not in names[section]:
+            return f"context {current!r} names {ref} {detail.get(ref)!r}, which is not in its {section}"
+    clusters = [e for e in config["clusters"] if isinstance(e, dict)]
+    cluster = next(e for e in clusters if e.get("name") == detail["cluster"])
+    body = cluster.get("cluster")
+    server = body.get("server") if isinstance(body, dict) else None
+    if not isinstance(server, str) or not server.startswith("https://"):
+        return f"cluster {detail['cluster']!r} has no https server"
+    return None
 
 
 def _node_hint(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
@@ -1027,23 +1199,33 @@ def load() -> tuple[Settings, StackSecrets]:
             problems.append(
                 f"{NAMESPACE}:{key}: stored in plain text; set it with `pulumi config set --secret {key}`"
             )
-    for key in sorted(set(SECRET_KEYS) - keys):
+    try:
+        settings: Settings | None = parse(raw)
+    except SettingsError as err:
+        problems[:0] = str(err).splitlines()[1:]
+        settings = None
+    required = required_secrets(settings) if settings is not None else _required_secrets_of(raw)
+    for key in sorted(required - keys):
         problems.append(
             f"{NAMESPACE}:{key}: required secret is missing ({SECRET_KEYS[key]}); set it with "
             f"`pulumi config set --secret {key}`"
         )
-    try:
-        settings = parse(raw)
-    except SettingsError as err:
-        problems[:0] = str(err).splitlines()[1:]
-        settings = None
+    if "kubeconfig" in required & keys:
+        problem = kubeconfig_problem(cfg.get("kubeconfig") or "")
+        if problem:
+            problems.append(f"{NAMESPACE}:kubeconfig: the secret (its value not shown) {problem}")
     if problems:
         raise SettingsError("invalid stack configuration:\n  " + "\n  ".join(p.strip() for p in problems))
     assert settings is not None
-    secrets = StackSecrets(
-        ssh_private_key=cfg.require_secret("sshPrivateKey"),
+    used = required_secrets(settings)
+
+    def secret(key: str) -> pulumi.Output[str] | None:
+        return cfg.require_secret(key) if key in used else None
+
+    return settings, StackSecrets(
         onepassword_token=cfg.require_secret("onepasswordToken"),
-        cloudflare_api_token=cfg.require_secret("cloudflareApiToken"),
-        cloudflare_zone_id=cfg.require_secret("cloudflareZoneId"),
+        ssh_private_key=secret("sshPrivateKey"),
+        kubeconfig=secret("kubeconfig"),
+        cloudflare_api_token=secret("cloudflareApiToken"),
+        cloudflare_zone_id=secret("cloudflareZoneId"),
     )
-    return settings, secrets

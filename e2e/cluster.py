@@ -72,9 +72,17 @@ class Node:
     arch: str = "arm64"
     address: str = ""
     kubelet_version: str = ""  # e.g. the stack's K3s version; "" = kwok's own
+    # What the scheduler may hand out (capacity minus what the kubelet reserves); "" = capacity.
+    allocatable_cpu: str = ""
+    allocatable_memory: str = ""
 
     def manifest(self) -> dict[str, object]:
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods}
+        allocatable = {
+            "cpu": self.allocatable_cpu or self.cpu,
+            "memory": self.allocatable_memory or self.memory,
+            "pods": self.pods,
+        }
         labels = {
             "kubernetes.io/arch": self.arch,
             "kubernetes.io/os": "linux",
@@ -84,7 +92,7 @@ class Node:
         }
         status: dict[str, object] = {
             "capacity": capacity,
-            "allocatable": capacity,
+            "allocatable": allocatable,
             # Every field is required by the schema; kwok's node-initialize Stage keeps the
             # non-empty ones and fills the rest (kubeletVersion "kwok-v0.8.0" unless given).
             "nodeInfo": {
@@ -375,6 +383,11 @@ class Cluster:
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+            # Renew each node's Lease as kwokctl has kwok do (pkg/kwokctl/runtime/kind/
+            # cluster_kwok_controller.go NodeLeaseDurationSeconds 40): the node-heartbeat-with-lease
+            # Stage updates Node status only every 10 minutes, so without leases the node
+            # lifecycle controller marks every node NotReady after its grace period, every minute.
+            "--node-lease-duration-seconds=40",
             # kwok serves nothing unless --server-address/--node-port is set: leave both unset.
         ])  # fmt: skip
 

@@ -274,3 +274,30 @@ def test_cli_writes_the_report_and_fails_on_a_finding(tmp_path: Path) -> None:
     deployment = tmp_path / "dev" / "cert-manager" / "cert-manager" / "Deployment-cert-manager-webhook.yaml"
     assert "checkov.io/skip" in deployment.read_text()
     assert (tmp_path / "dev" / "resources.json").is_file()
+
+
+@pytest.mark.charts
+def test_the_ingress_controller_leaves_pihole_its_host_ports(stack: chart_checks.Stack) -> None:
+    """e2e: with hostPort 80 the controller kept Pi-hole (hostNetwork :53, :80 on the same node)
+    from being scheduled. As the chart renders it, the controller claims 443 alone. (helm
+    template applies value files as given, nulls included, so the rule that catches the defect
+    itself is tests/test_engine_findings.py; this guards the way it is fixed.)"""
+    ds = next(o for o in stack.charts["ingress-nginx"] if o["kind"] == "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    claimed = {
+        (p["hostPort"], p.get("protocol", "TCP"))
+        for c in spec["containers"]
+        for p in c.get("ports") or []
+        if p.get("hostPort")
+    }
+    assert claimed == {(443, "TCP")}
+    pihole = next(o for o in stack.own if o["kind"] == "Deployment" and o["metadata"]["name"] == "pihole")
+    pod = pihole["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["nodeSelector"]["kubernetes.io/hostname"] == spec["nodeSelector"]["kubernetes.io/hostname"]
+    pihole_ports = {
+        (p["containerPort"], p.get("protocol", "TCP"))
+        for c in pod["containers"]
+        for p in c.get("ports") or []
+    }
+    assert (80, "TCP") in pihole_ports and not pihole_ports & claimed

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
-import hashlib
 import json
 import os
 import re
@@ -43,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from config import chart_mirror as chart_mirror_lookup
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "schemas"
@@ -159,18 +160,10 @@ def chart_mirror() -> Path | None:
 
 
 def from_mirror(mirror: Path, chart: str, version: str) -> Path:
-    index = yaml.load((mirror / "index.yaml").read_text(), Loader=_Loader) or {}
-    entry = next((e for e in index.get("entries", {}).get(chart, []) if e.get("version") == version), None)
-    if entry is None:
-        raise GenerationError(f"chart {chart} {version} is not in the mirror {mirror}/index.yaml")
-    url = entry["urls"][0]
-    if "://" in url:
-        raise GenerationError(f"mirror {mirror}: {chart} {version} is at {url}, not in the folder")
-    package = mirror / url
-    digest = entry.get("digest")
-    if digest and hashlib.sha256(package.read_bytes()).hexdigest() != digest:
-        raise GenerationError(f"mirror {mirror}: {package.name} does not match its digest in index.yaml")
-    return package
+    try:
+        return chart_mirror_lookup.package(mirror, chart, version)
+    except chart_mirror_lookup.MirrorError as err:
+        raise GenerationError(f"CHART_MIRROR: {err}") from None
 
 
 def pull(helm: Path, chart: str, version: str, repo: str, into: Path, env: dict[str, str]) -> Path:

@@ -11,7 +11,6 @@ repository (``helm pull --repo``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from config import chart_mirror
 
 
 class HelmError(RuntimeError):
@@ -54,20 +55,18 @@ def mirror() -> Path | None:
 
 
 def _from_mirror(folder: Path, chart: str, version: str) -> Path:
-    index = yaml.safe_load((folder / "index.yaml").read_text()) or {}
-    entries = [e for e in (index.get("entries") or {}).get(chart) or () if str(e.get("version")) == version]
-    if not entries:
-        raise HelmError(f"chart {chart} {version} is not in the mirror {folder}/index.yaml")
-    entry = entries[0]
-    package = folder / entry["urls"][0]
-    digest = hashlib.sha256(package.read_bytes()).hexdigest()
-    if entry.get("digest") and digest != entry["digest"]:
-        raise HelmError(f"{package}: sha256 {digest} differs from the index's {entry['digest']}")
-    return package
+    try:
+        return chart_mirror.package(folder, chart, version)
+    except chart_mirror.MirrorError as err:
+        raise HelmError(f"CHART_MIRROR: {err}") from None
 
 
 def package(chart: str, version: str, repo: str, cache: Path) -> Path:
-    """The chart's ``.tgz``: from the mirror when set, else pulled from ``repo`` into ``cache``."""
+    """The chart's ``.tgz``: ``chart`` itself when it is a package path (a release of a stack
+    with ``chartMirror``, checked by the program), from the mirror when set, else pulled from
+    ``repo`` into ``cache``."""
+    if chart.endswith(".tgz") and Path(chart).is_file():
+        return Path(chart)
     folder = mirror()
     if folder is not None:
         return _from_mirror(folder, chart, version)

@@ -56,6 +56,7 @@ class Registration:
     replace_on_changes: list[str] = field(default_factory=list)
     additional_secret_outputs: list[str] = field(default_factory=list)
     custom_timeouts: dict[str, str] = field(default_factory=dict)  # create/update/delete
+    version: str = ""  # the resource option: the provider plugin version the engine runs
 
     @property
     def key(self) -> str:
@@ -262,6 +263,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                     )
                     if v
                 },
+                version=request.version,
             )
             with self.lock:
                 self.registrations.append(reg)
@@ -335,8 +337,10 @@ def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, Any], set[str
 
 
 def stand_in(key: str) -> str:
-    """A recognisable, harmless stand-in for a secret config value."""
-    return f"stand-in-for-{key.split(':', 1)[-1]}"
+    """A recognisable, harmless stand-in for a secret config value (for ``kubeconfig``, one
+    shaped like the kubeconfig a K3s server writes, so the settings check accepts it)."""
+    name = key.split(":", 1)[-1]
+    return K3S_KUBECONFIG if name == "kubeconfig" else f"stand-in-for-{name}"
 
 
 def _to_config_string(value: Any) -> str:
@@ -352,15 +356,16 @@ def run(
     *,
     config: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
-    secrets: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str | None] | None = None,
     machine_ids: Mapping[str, str] | None = None,
     root: Path = ROOT,
 ) -> Result:
     """Run the program for ``stack`` under mocks.
 
     ``config`` replaces the stack file's plain values entirely; ``overrides`` changes single
-    keys (a value of ``None`` removes the key); ``secrets`` gives values for secret keys
-    (default: stand-ins for every secret key the program declares and every ``secure:`` entry);
+    keys (a value of ``None`` removes the key); ``secrets`` gives values for secret keys, None
+    leaving one unset (default: stand-ins for every secret key the program declares and every
+    ``secure:`` entry);
     ``machine_ids`` gives a node's /etc/machine-id by address (default: a stand-in per address).
     """
     from config.settings import NAMESPACE, SECRET_KEYS
@@ -378,7 +383,11 @@ def run(
         if f"{NAMESPACE}:{k}" not in values
     }
     secret_values.update({k: stand_in(k) for k in secure_keys})
-    secret_values.update(secrets or {})
+    for key, secret in (secrets or {}).items():
+        if secret is None:
+            secret_values.pop(key, None)
+        else:
+            secret_values[key] = secret
     all_config = {k: _to_config_string(v) for k, v in values.items()}
     all_config.update(secret_values)
 
