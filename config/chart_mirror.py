@@ -7,6 +7,7 @@ sha256 checked against the index's ``digest``.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,20 @@ def index_of(folder: Path) -> Path:
             f"{folder} has no index.yaml (a Helm repository on disk as `helm repo index` writes it)"
         )
     return index
+
+
+def from_environment() -> Path | None:
+    """The mirror ``CHART_MIRROR`` names, resolved, or None when it is unset (the offline tools
+    then use the charts' own repositories). MirrorError when the folder has no index.yaml."""
+    value = os.environ.get("CHART_MIRROR", "").strip()
+    if not value:
+        return None
+    folder = Path(value).resolve()
+    try:
+        index_of(folder)
+    except MirrorError:
+        raise MirrorError(f"CHART_MIRROR={value}: no index.yaml there (a Helm repository on disk)") from None
+    return folder
 
 
 def package(folder: Path, chart: str, version: str) -> Path:

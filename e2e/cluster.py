@@ -55,6 +55,17 @@ UNSET_NODE_INFO = (
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
+def _answers_200(conn: http.client.HTTPConnection, path: str) -> bool:
+    """Whether GET ``path`` on ``conn`` answers 200; a refused or dropped connection is False."""
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
 class ClusterError(RuntimeError):
     pass
 
@@ -266,24 +277,10 @@ class Cluster:
         context.check_hostname = False  # component serving certs are self-signed (cm, scheduler)
         context.verify_mode = ssl.CERT_NONE if port != self.ports["apiserver"] else ssl.CERT_REQUIRED
         context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
-        try:
-            conn.request("GET", path)
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
+        return _answers_200(http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context), path)
 
     def _http_ok(self, port: int, path: str) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", path)
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
+        return _answers_200(http.client.HTTPConnection("127.0.0.1", port, timeout=5), path)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, nodes: Sequence[Node] = (), timeout: float = 120) -> None:

@@ -150,13 +150,10 @@ def one_version_per_chart(releases: list[Release]) -> dict[str, tuple[str, str]]
 
 def chart_mirror() -> Path | None:
     """``CHART_MIRROR`` as a folder with an index.yaml, or None when unset."""
-    value = os.environ.get("CHART_MIRROR")
-    if not value:
-        return None
-    mirror = Path(value).resolve()
-    if not (mirror / "index.yaml").is_file():
-        raise GenerationError(f"CHART_MIRROR={value}: no index.yaml there")
-    return mirror
+    try:
+        return chart_mirror_lookup.from_environment()
+    except chart_mirror_lookup.MirrorError as err:
+        raise GenerationError(str(err)) from None
 
 
 def from_mirror(mirror: Path, chart: str, version: str) -> Path:

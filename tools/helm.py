@@ -45,13 +45,10 @@ def binary(name: str = "helm") -> Path:
 
 def mirror() -> Path | None:
     """The chart mirror named by ``CHART_MIRROR``, or None (use the charts' own repositories)."""
-    value = os.environ.get("CHART_MIRROR", "").strip()
-    if not value:
-        return None
-    path = Path(value)
-    if not (path / "index.yaml").is_file():
-        raise HelmError(f"CHART_MIRROR={value}: no index.yaml there (a Helm repository on disk)")
-    return path
+    try:
+        return chart_mirror.from_environment()
+    except chart_mirror.MirrorError as err:
+        raise HelmError(str(err)) from None
 
 
 def _from_mirror(folder: Path, chart: str, version: str) -> Path:
