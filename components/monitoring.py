@@ -339,13 +339,16 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegis
     grafana = values["grafana"]
     sidecar = grafana["sidecar"]["resources"]
     # Container names as the charts (and prometheus-operator v0.87.1 for Prometheus and
-    # Alertmanager, with their config-reloader sidecar and init container) name them.
-    for name, containers, init in (
-        (f"{RELEASE}-operator", {RELEASE: operator["resources"]}, {}),
+    # Alertmanager, with their config-reloader sidecar and init container) name them; the
+    # operator makes those two StatefulSets (v0.87.1 pkg/prometheus/server/statefulset.go and
+    # pkg/alertmanager/statefulset.go).
+    for name, containers, init, kind in (
+        (f"{RELEASE}-operator", {RELEASE: operator["resources"]}, {}, None),
         (
             f"prometheus-{RELEASE}-prometheus",
             {"prometheus": values["prometheus"]["prometheusSpec"]["resources"], "config-reloader": reloader},
             {"init-config-reloader": reloader},
+            "StatefulSet",
         ),
         (
             f"alertmanager-{RELEASE}-alertmanager",
@@ -354,6 +357,7 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegis
                 "config-reloader": reloader,
             },
             {"init-config-reloader": reloader},
+            "StatefulSet",
         ),
         # Grafana with two sidecars (dashboards, and datasources, which the parent chart enables).
         (
@@ -364,10 +368,13 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry, flows: FlowRegis
                 "grafana": grafana["resources"],
             },
             {},
+            None,
         ),
     ):
         workloads.add(
-            capacity.from_values(name, NAMESPACE, containers=containers, init_containers=init, node=pin)
+            capacity.from_values(
+                name, NAMESPACE, containers=containers, init_containers=init, kind=kind, node=pin
+            )
         )
     # The admission webhook's certificate Jobs (pre-install create, post-install patch).
     for job in ("create", "patch"):

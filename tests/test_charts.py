@@ -85,7 +85,12 @@ def test_placement_replicas_kind_and_missing_declarations_are_named(pi_k3s: mock
     )
     deployment = dataclasses.replace(declared, kind="Deployment", replicas=2)
     found = chart_checks.compare("ingress-nginx", pod, deployment)
-    assert any("kind: declared not a DaemonSet, the chart renders a DaemonSet" in f for f in found)
+    assert any("kind: declared Deployment, the chart renders a DaemonSet" in f for f in found)
+    statefulset = dataclasses.replace(declared, kind="StatefulSet")
+    assert chart_checks.compare("ingress-nginx", pod, statefulset) == [
+        "release ingress-nginx: DaemonSet ingress-nginx/ingress-nginx-controller: kind: declared "
+        "StatefulSet, the chart renders a DaemonSet"
+    ]
     tolerant = dataclasses.replace(declared, tolerations=({"operator": "Exists"},))
     assert any("tolerations: declared" in f for f in chart_checks.compare("ingress-nginx", pod, tolerant))
     sidecar = dict(pod.spec)

@@ -390,11 +390,8 @@ def compare(release: str, pod: Pod, declared: Workload | None) -> list[str]:
     real = pod.workload()
     out = _compare_containers(f"{where}: containers", declared.containers, real.containers)
     out += _compare_containers(f"{where}: initContainers", declared.init_containers, real.init_containers)
-    if declared.daemonset != real.daemonset:
-        out.append(
-            f"{where}: kind: declared {'a DaemonSet' if declared.daemonset else 'not a DaemonSet'}, "
-            f"the chart renders a {pod.kind}"
-        )
+    if declared.kind != pod.kind:
+        out.append(f"{where}: kind: declared {declared.kind}, the chart renders a {pod.kind}")
     if not real.daemonset and declared.replicas != real.replicas:
         out.append(f"{where}: replicas: declared {declared.replicas}, the chart renders {real.replicas}")
     if dict(declared.node_selector) != dict(real.node_selector):
