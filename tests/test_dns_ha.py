@@ -186,3 +186,35 @@ def test_secondary_that_does_not_fit_is_rejected(stack_values: dict[str, Any]) -
         mockrun.run(overrides={"pi-cluster:dns": dns})
     text = str(err.value)
     assert "node pi3-worker-2" in text and "704Mi allocatable" in text and "pihole/pihole-2 800Mi" in text
+
+
+GUIDE = Path(__file__).parent.parent / "docs" / "operations.md"
+
+
+def _guide_unprotect_urns() -> list[str]:
+    section = GUIDE.read_text().split("## Upgrade pi-cluster itself", 1)[1].split("\n## ", 1)[0]
+    return [line.split("'")[1] for line in section.splitlines() if line.startswith("pulumi state unprotect ")]
+
+
+def _dropped_claim_problems(urns: list[str], result: mockrun.Result) -> list[str]:
+    """Each URN must be the one the program gave the dropped dnsmasq claim: the URN of the same
+    instance's etc claim with etc in place of dnsmasq, and no such claim may be registered now."""
+    have = {r.urn for r in result.registrations}
+    out = []
+    for urn in urns:
+        sibling = urn.replace("-dnsmasq-pvc", "-etc-pvc")
+        if sibling == urn or sibling not in have:
+            out.append(f"{urn}: not the URN of a dropped dnsmasq claim (no {sibling})")
+        if urn in have:
+            out.append(f"{urn}: still registered, nothing to unprotect")
+    return out
+
+
+def test_the_upgrade_guide_unprotects_the_dropped_dnsmasq_claims_by_real_urns(two: mockrun.Result) -> None:
+    urns = _guide_unprotect_urns()
+    assert [u.rsplit("::", 1)[1] for u in urns] == ["dns-pihole-dnsmasq-pvc", "dns-pihole-2-dnsmasq-pvc"]
+    assert _dropped_claim_problems(urns, two) == []
+    assert not [r.name for r in two.registrations if "dnsmasq" in r.name]
+    wrong_stack = urns[0].replace("urn:pulumi:pi-k3s::", "urn:pulumi:dev::")
+    wrong_type = urns[0].replace("DnsStack$", "Dns$")
+    assert len(_dropped_claim_problems([wrong_stack, wrong_type], two)) == 2
