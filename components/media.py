@@ -37,11 +37,14 @@ APP_UID = 1000
 POSTGRES_UID = 999
 # jellyfin/jellyfin 10.11.8: with no TranscodingTempPath, transcodes go to <cache>/transcodes
 # (MediaBrowser.Common/Configuration/EncodingConfigurationExtensions.cs GetTranscodePath); the
-# encoding options live in <config>/encoding.xml (EncodingConfigurationStore key "encoding",
+# encoding options live in <config dir>/encoding.xml (EncodingConfigurationStore key "encoding",
 # XmlSerializer: elements left out keep the EncodingOptions constructor's defaults, and there
-# EnableSegmentDeletion = false, SegmentKeepSeconds = 720).
+# EnableSegmentDeletion = false, SegmentKeepSeconds = 720). The image's config dir is not the
+# /config volume itself: jellyfin/jellyfin-packaging docker/Dockerfile (v10.11.8) sets
+# JELLYFIN_DATA_DIR=/config, JELLYFIN_CONFIG_DIR=/config/config, JELLYFIN_CACHE_DIR=/cache.
 JELLYFIN_CACHE = "/cache"
-JELLYFIN_ENCODING_XML = "/config/encoding.xml"
+JELLYFIN_CONFIG_DIR = "/config/config"
+JELLYFIN_ENCODING_XML = f"{JELLYFIN_CONFIG_DIR}/encoding.xml"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ def segment_deletion_command() -> str:
     return "\n".join(
         [
             f"f={JELLYFIN_ENCODING_XML}",
+            f"mkdir -p {JELLYFIN_CONFIG_DIR}",  # a first start: Jellyfin has not made it yet
             'if [ ! -s "$f" ]; then',
             f"  cat > \"$f\" <<'EOF'\n{new_file}EOF",
             'elif grep -q "<EnableSegmentDeletion>" "$f"; then',

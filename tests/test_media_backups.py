@@ -109,11 +109,16 @@ def test_jellyfin_segment_deletion_is_turned_on(
     busybox = require_tool("busybox")
     command = _segment_init(pi_k3s)
     assert command[:2] == ["sh", "-c"]
-    config = tmp_path / "config"
-    config.mkdir()
+    # The /config volume as the image lays it out (jellyfin-packaging docker/Dockerfile v10.11.8:
+    # JELLYFIN_CONFIG_DIR=/config/config); on a first start the volume is empty.
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    config = volume / "config"
     if before is not None:
+        config.mkdir()
         (config / "encoding.xml").write_text(before)
-    script = command[2].replace("/config/", f"{config}/")
+    assert "/config/config/encoding.xml" in command[2]
+    script = command[2].replace("/config/", f"{volume}/")
     run = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     root = ET.fromstring((config / "encoding.xml").read_text())
