@@ -165,6 +165,32 @@ def test_a_package_that_is_not_the_indexed_one_is_refused(tmp_path: Path, settin
         helm._from_mirror(mirror, "cert-manager", "v1.21.1")
 
 
+def test_a_pulled_chart_is_the_exact_version_not_another_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHART_MIRROR", raising=False)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for stale in ("cert-manager-v1.20.0.tgz", "cert-manager-approver-policy-v0.1.0.tgz"):
+        (cache / stale).write_bytes(b"another chart")
+    pulls: list[list[str]] = []
+
+    def pull(argv: list[str], **_: Any) -> str:  # helm pull writes <name>-<version>.tgz
+        pulls.append(argv)
+        if "--version" in argv and argv[argv.index("--version") + 1] == "v1.21.1":
+            (cache / "cert-manager-v1.21.1.tgz").write_bytes(b"the pinned chart")
+        return ""
+
+    monkeypatch.setattr(helm, "run", pull)
+    monkeypatch.setattr(helm, "binary", lambda name="helm": Path("/usr/bin/helm"))
+    got = helm.package("cert-manager", "v1.21.1", "https://charts.jetstack.io", cache)
+    assert got == cache / "cert-manager-v1.21.1.tgz" and got.read_bytes() == b"the pinned chart"
+    assert helm.package("cert-manager", "v1.21.1", "https://charts.jetstack.io", cache) == got
+    assert len(pulls) == 1  # the second call found the exact file
+    with pytest.raises(helm.HelmError, match=r"left no cert-manager-v1\.22\.0\.tgz"):
+        helm.package("cert-manager", "v1.22.0", "https://charts.jetstack.io", cache)
+
+
 def test_a_mirror_without_an_index_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=rf"pi-cluster:chartMirror: '{tmp_path}': .*has no index\.yaml"):
         parse({**raw_config(), "chartMirror": str(tmp_path)})

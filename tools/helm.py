@@ -68,14 +68,16 @@ def package(chart: str, version: str, repo: str, cache: Path) -> Path:
     if folder is not None:
         return _from_mirror(folder, chart, version)
     cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{chart}-{version}.tgz"))
-    if found:
-        return found[0]
-    run([str(binary()), "pull", chart, "--repo", repo, "--version", version, "--destination", str(cache)])
-    found = sorted(cache.glob(f"{chart}-*.tgz"))
-    if not found:
-        raise HelmError(f"helm pull {chart} {version} from {repo} left no package in {cache}")
-    return found[0]
+    # helm pull keeps the file name of the package's URL (helm v4 pkg/downloader
+    # chart_downloader.go), <name>-<version>.tgz as `helm package` names it (pkg/chart/v2/util
+    # save.go Save) in every pinned chart's index. The cache keeps older versions and charts
+    # whose names share a prefix, so only that exact file counts.
+    wanted = cache / f"{chart}-{version}.tgz"
+    if not wanted.is_file():
+        run([str(binary()), "pull", chart, "--repo", repo, "--version", version, "--destination", str(cache)])
+    if not wanted.is_file():
+        raise HelmError(f"helm pull {chart} {version} from {repo} left no {wanted.name} in {cache}")
+    return wanted
 
 
 def unpack(tgz: Path, into: Path) -> Path:
