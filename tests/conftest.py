@@ -18,12 +18,12 @@ from tools import batch  # noqa: E402
 batch.collect_rarely()  # the session runs the program many times: a batch too (tools/batch.py)
 
 from config.settings import Settings, parse  # noqa: E402
-from tools import mockrun  # noqa: E402
+from tools import crd_schemas, mockrun  # noqa: E402
 
 # JSON schemas of the custom resources, generated from the pinned charts' CRDs by
 # `make crd-schemas` (tools/crd_schemas.py) and committed; charts.json records where they came from.
-SCHEMAS = ROOT / "tests" / "schemas"
-CRD_SCHEMAS = SCHEMAS / "crds"
+SCHEMAS = crd_schemas.OUT
+CRD_SCHEMAS = crd_schemas.CRD_SCHEMAS
 
 
 def require_tool(name: str) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.conftest import ROOT, require_tool
 
 # Written so that this file does not match itself: "[s]" and "[k]" are those letters.
-OUTSIDE = re.compile(r"\.\./[s]hared\b|(?<![\w.$~-])/wor[k](?![\w-])")
+# A path built in code counts too: ``ROOT.parent / "[s]hared"``.
+OUTSIDE = re.compile(r"\.\./[s]hared\b|\.parent\s*/\s*[\"'][s]hared[\"']|(?<![\w.$~-])/wor[k](?![\w-])")
 ALLOWED = {(".ci/run", "export CHART_MIRROR=.." + "/shared/charts")}
 
 
@@ -59,6 +60,7 @@ def test_outside_references_are_found_and_only_ci_runs_mirror_line_is_allowed(tm
     (tmp_path / "conf.py").write_text(
         f'A = "{work}/.mirror/x"\nB = "{work}"\nC = "https://example.com{work}/x"\nD = "$HOME{work}/x"\n'
         f'E = "{work}er/x"\n'
+        'F = ROOT.parent / "' + "shared" + '" / "crd-schemas"\nG = ROOT.parent / "sharedx"\n'
     )
     (tmp_path / "blob.bin").write_bytes(b"\xff\xfe" + shared.encode())
     found = outside_references(tmp_path, [".ci/run", "blob.bin", "conf.py"])
@@ -66,4 +68,5 @@ def test_outside_references_are_found_and_only_ci_runs_mirror_line_is_allowed(tm
         f".ci/run:2: export CRD_SCHEMAS={shared}/crd-schemas",
         f'conf.py:1: A = "{work}/.mirror/x"',
         f'conf.py:2: B = "{work}"',
+        'conf.py:6: F = ROOT.parent / "' + "shared" + '" / "crd-schemas"',
     ]

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -37,17 +35,10 @@ from components.capacity import ContainerSize, Workload, WorkloadRegistry
 from config.settings import Settings
 from policy import pss
 from tools import mockrun
+from tools.crd_schemas import CRD_SCHEMAS
 
 ROOT = mockrun.ROOT
 K8S_VERSION = "1.33.0"
-# The custom resources' schemas: the repository's own (tests/schemas/crds, generated from the
-# pinned charts) once present, until then the folder tests/conftest.py reads (CRD_SCHEMAS).
-_GENERATED = ROOT / "tests" / "schemas" / "crds"
-CRD_SCHEMAS = (
-    _GENERATED
-    if _GENERATED.is_dir()
-    else Path(os.environ.get("CRD_SCHEMAS", str(ROOT.parent / "shared" / "crd-schemas")))
-)
 HOOK = "helm.sh/hook"
 # Built-in kinds without a namespace (Kubernetes 1.33); custom kinds take the scope of their CRD.
 CLUSTER_SCOPED = frozenset(

@@ -47,6 +47,7 @@ from config import chart_mirror as chart_mirror_lookup
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "schemas"
+CRD_SCHEMAS = OUT / "crds"  # <group>/<kind>_<version>.json, read by the tests and make charts
 HELM = ROOT / ".tools" / "bin" / "helm"
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
