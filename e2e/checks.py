@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from components.capacity import Plan
+from tools.charts import RELEASE_TYPE as RELEASE
 
 Obj = dict[str, Any]
 
@@ -227,9 +228,6 @@ def collect(
         "workloads": {kind: len(items) for kind, items in objs.items()},
     }
     return found, details
-
-
-RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 class Watchdog:

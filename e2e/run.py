@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from config import chart_mirror
 from config.settings import NAMESPACE
 from e2e import checks, prepare, sidebyside
 from e2e import stack as e2e_stack
@@ -37,6 +38,7 @@ from e2e.mirror import derive as derive_mirror
 from e2e.report import NOT_COVERED, Report, cluster_section, engine_section
 from e2e.stand_ins import StandIns, wait
 from e2e.tools.build import DEFAULT_CACHE
+from tools.charts import RELEASE_TYPE as RELEASE
 
 REPO = prepare.REPO
 DEFAULT_OUT = REPO / "e2e" / "out"
@@ -45,7 +47,6 @@ CHANGE_KEY, CHANGE_TAG = "homepage.image", "ghcr.io/gethomepage/homepage:v1.8.1"
 # Upper bounds per step (the slowest cold up measured here took 80 s); the watchdog stops `up`
 # long before when the cluster shows it cannot finish.
 STEP_TIMEOUT = {"preview": 600, "up": 1200, "up-again": 600, "policy": 600, "change": 600, "destroy": 900}
-RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 class StepError(RuntimeError):
@@ -63,8 +64,11 @@ class E2E:
     def __init__(self, report: Report, out: Path, cache: Path) -> None:
         self.report, self.out, self.cache = report, out, cache
         self.tools = prepare.load_tools(cache)
-        source = Path(os.environ.get("CHART_MIRROR", "") or "/nonexistent")
-        if not (source / "index.yaml").is_file():
+        try:
+            source = chart_mirror.from_environment()
+        except chart_mirror.MirrorError as err:
+            raise SystemExit(f"e2e: {err}") from None
+        if source is None:
             raise SystemExit("e2e: CHART_MIRROR must name a Helm repository on disk with every pinned chart")
         for stale in ("state", "logs", "cluster", "cluster-apply", "render", "policy-pack"):
             shutil.rmtree(out / stale, ignore_errors=True)

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from tools import mockrun
-
-RELEASE = "kubernetes:helm.sh/v3:Release"
+from tools.charts import RELEASE_TYPE as RELEASE
 
 
 def _nulls(value: Any, path: str = "") -> list[str]:
