@@ -430,12 +430,33 @@ class DnsStack(pulumi.ComponentResource):
             allow_privilege_escalation=True,
             add_capabilities=caps,
         )
+        route = Route(
+            name=inst.name,
+            host_prefix=inst.name,
+            namespace=NAMESPACE,
+            service=f"{inst.name}-web",
+            port=80,
+            health_path="/admin/",
+            dashboard=Dashboard(
+                group="Network",
+                icon="pi-hole.svg",
+                description="DNS ad blocking" if primary else f"DNS ad blocking ({inst.node})",
+                widget="pihole",
+                widget_fields={
+                    "url": f"http://{inst.name}-web.{NAMESPACE}.svc.cluster.local",
+                    "version": 6,
+                    # No "key": Homepage gives each instance its own variable
+                    # (HOMEPAGE_VAR_PIHOLE_KEY, HOMEPAGE_VAR_PIHOLE_2_KEY, ...).
+                    "fields": ["queries", "blocked", "blocked_percent", "gravity"],
+                },
+            ),
+        )
         dig = '[ -n "$(dig -p 53 +short +norecurse +retry=0 +time=2 @127.0.0.1 pi.hole)" ]'
         container = kb.container(
             "pihole",
             p.image,
             p.resources,
-            env=pihole_env(s, self.upstream, f"{inst.name}.{s.domain}"),
+            env=pihole_env(s, self.upstream, route.host(s.domain)),
             env_from_secrets={"FTLCONF_webserver_api_password": (PASSWORD_SECRET, PASSWORD_KEY)},
             ports=[
                 {"name": "dns-udp", "containerPort": 53, "protocol": "UDP"},
@@ -478,29 +499,7 @@ class DnsStack(pulumi.ComponentResource):
             workloads=a.workloads,
             opts=opts,
         )
-        a.routes.add(
-            Route(
-                name=inst.name,
-                host_prefix=inst.name,
-                namespace=NAMESPACE,
-                service=f"{inst.name}-web",
-                port=80,
-                health_path="/admin/",
-                dashboard=Dashboard(
-                    group="Network",
-                    icon="pi-hole.svg",
-                    description="DNS ad blocking" if primary else f"DNS ad blocking ({inst.node})",
-                    widget="pihole",
-                    widget_fields={
-                        "url": f"http://{inst.name}-web.{NAMESPACE}.svc.cluster.local",
-                        "version": 6,
-                        # No "key": Homepage gives each instance its own variable
-                        # (HOMEPAGE_VAR_PIHOLE_KEY, HOMEPAGE_VAR_PIHOLE_2_KEY, ...).
-                        "fields": ["queries", "blocked", "blocked_percent", "gravity"],
-                    },
-                ),
-            )
-        )
+        a.routes.add(route)
         self._exporter(inst, opts)
         self._reconciler(inst, deployment, web)
         return deployment
