@@ -302,8 +302,8 @@ def checkov_waivers(
     if any(((c.get("securityContext") or {}).get("runAsUser", pod_uid) or 0) < 10000 for c in containers):
         # A pod with a container that runs as root waives the UID check for that reason, not
         # for the non-root one of WAIVER_UID.
-        root = "CKV_K8S_23" in waivers
-        waivers["CKV_K8S_40"] = waivers["CKV_K8S_23"] if root else WAIVER_UID[1]
+        root = "CKV_K8S_23" in waivers  # EXCEPTION_CHECKS: a container relaxed to run as root
+        waivers[WAIVER_UID[0]] = waivers["CKV_K8S_23"] if root else WAIVER_UID[1]
     if spec.get("hostNetwork"):
         waivers[WAIVER_HOST_NETWORK] = "hostNetwork: see annotation pi-cluster/host-network"
     waivers.update(extra or {})
@@ -632,6 +632,12 @@ def namespace(
     return ns
 
 
+def ephemeral_annotations(reason: str) -> dict[str, str] | None:
+    """What an unprotected stateful volume carries: the policy pack's reason (None when the
+    volume is protected, i.e. no reason)."""
+    return {EPHEMERAL_ANNOTATION: reason} if reason.strip() else None
+
+
 def pvc(
     name: str,
     namespace: str,
@@ -656,10 +662,9 @@ def pvc(
         spec["storageClassName"] = storage_class
     if volume_name:
         spec["volumeName"] = volume_name
-    annotations = {EPHEMERAL_ANNOTATION: ephemeral_reason} if ephemeral_reason.strip() else None
     return k8s.core.v1.PersistentVolumeClaim(
         resource_name,
-        metadata=metadata(name, namespace, app or name, annotations=annotations),
+        metadata=metadata(name, namespace, app or name, annotations=ephemeral_annotations(ephemeral_reason)),
         spec=spec,
         opts=opts,
     )

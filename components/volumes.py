@@ -38,7 +38,7 @@ class VolumeRegistry:
 
     def annotations(self) -> dict[str, str] | None:
         """What a stateful volume carries when it is not protected: the policy pack's reason."""
-        return {kb.EPHEMERAL_ANNOTATION: self.ephemeral_reason} if self.ephemeral_reason else None
+        return kb.ephemeral_annotations(self.ephemeral_reason)
 
     def add(self, volume: StatefulVolume) -> None:
         if self.frozen:
