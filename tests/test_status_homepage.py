@@ -474,7 +474,10 @@ def test_autokuma_without_follow_symlinks_reads_nothing(pi_k3s: mockrun.Result, 
     data = pi_k3s.manifest("ConfigMap", st.MONITORS_CONFIGMAP, st.NAMESPACE)["data"]
     kubelet_configmap_volume(tmp_path / "monitors", data)
     assert autokuma_static_files(tmp_path / "monitors", follow_symlinks=False) == {}
-    old_env = {k: v for k, v in _autokuma_env(pi_k3s).items() if k != "AUTOKUMA__FILES__FOLLOW_SYMLINKS"}
+    env = _autokuma_env(pi_k3s)
+    assert _follow_symlinks(env), "the program must set AUTOKUMA__FILES__FOLLOW_SYMLINKS=true"
+    old_env = {k: v for k, v in env.items() if k != "AUTOKUMA__FILES__FOLLOW_SYMLINKS"}
+    assert not _follow_symlinks(old_env)  # config-rs default: false
     assert autokuma_static_files(tmp_path / "monitors", _follow_symlinks(old_env)) == {}
     # plain files are read either way, and other extensions never
     plain = tmp_path / "plain"
