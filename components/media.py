@@ -383,7 +383,9 @@ class Media(pulumi.ComponentResource):
             "postgres",
             db.image,
             db.resources,
-            # The image's CMD (immich-app/base-images postgres/Dockerfile) plus shared_buffers:
+            # The image's CMD plus shared_buffers (immich-app/base-images postgres/Dockerfile, read
+            # at commit 1f6a591: the one Dockerfile behind every <pg>-vectorchord<v>-pgvectors<v>
+            # image tag, which is not a tag of that repository; ENTRYPOINT immich-docker-entrypoint.sh):
             # its postgresql.ssd.conf sets 512MB, half of a 1Gi limit; -c outranks the file.
             args=[
                 "postgres",

@@ -182,7 +182,9 @@ def declare_workloads(s: Settings, workloads: WorkloadRegistry) -> None:
 def eso_values(s: Settings) -> dict[str, Any]:
     """Chart values (keys as external-secrets chart 1.2.x reads them)."""
     r = s.secrets.resources
-    # The chart renders a pod-level context only from keys beside "enabled".
+    # The chart renders a pod-level context only from keys beside "enabled" (external-secrets
+    # chart 1.2.0 templates/deployment.yaml, webhook-deployment.yaml and
+    # cert-controller-deployment.yaml: `if and (.enabled) (gt (keys . | len) 1)`).
     pod_context = {"enabled": True, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     return {
         "installCRDs": True,
