@@ -182,8 +182,9 @@ class Pod:
         return bool(self.spec.get("hostNetwork"))
 
     def workload(self) -> Workload:
-        kind = "CronJob" if self.kind == "CronJob" else self.kind
-        return capacity.from_pod_spec(self.name, self.namespace, self.spec, replicas=self.replicas, kind=kind)
+        return capacity.from_pod_spec(
+            self.name, self.namespace, self.spec, replicas=self.replicas, kind=self.kind
+        )
 
     def ports(self) -> list[tuple[str, int, str]]:
         """(name, containerPort, protocol) of every container port."""
@@ -558,31 +559,20 @@ def _reach(
     if target.host_network:
         return True  # NetworkPolicies do not apply to host-network pods
     names: list[int | str] = [port[0], port[1]] if port[0] else [port[1]]
-    for p in names:
-        if isinstance(source, str):
-            ok = guardrails.reachable(
-                policies,
-                source_namespace="",
-                source_labels={},
-                namespace=target.namespace,
-                labels=target.labels,
-                port=p,
-                protocol=protocol,
-                source_ip=source,
-            )
-        else:
-            ok = guardrails.reachable(
-                policies,
-                source_namespace=source.namespace,
-                source_labels=source.labels,
-                namespace=target.namespace,
-                labels=target.labels,
-                port=p,
-                protocol=protocol,
-            )
-        if ok:
-            return True
-    return False
+    ns, labels, ip = ("", {}, source) if isinstance(source, str) else (source.namespace, source.labels, None)
+    return any(
+        guardrails.reachable(
+            policies,
+            source_namespace=ns,
+            source_labels=labels,
+            namespace=target.namespace,
+            labels=target.labels,
+            port=p,
+            protocol=protocol,
+            source_ip=ip,
+        )
+        for p in names
+    )
 
 
 def _service_targets(
@@ -947,7 +937,7 @@ CHECKOV_WAIVERS: dict[tuple[str, str, str], dict[str, str]] = {
 
 
 def with_waivers(
-    release: str, objs: Sequence[dict[str, Any]], used: set[tuple[str, str, str]] | None = None
+    release: str, objs: Sequence[dict[str, Any]], used: set[tuple[str, str, str]]
 ) -> list[dict[str, Any]]:
     """The objects with their checkov waivers as annotations (what `make scan` reads); the keys
     of :data:`CHECKOV_WAIVERS` that matched are added to ``used``."""
@@ -956,7 +946,7 @@ def with_waivers(
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]
         key = (release, obj["kind"], meta["name"])
-        if key in CHECKOV_WAIVERS and used is not None:
+        if key in CHECKOV_WAIVERS:
             used.add(key)
         extra = dict(CHECKOV_WAIVERS.get(key, {}))
         reason = extra.pop(EXCEPTION, "")

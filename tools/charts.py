@@ -143,7 +143,7 @@ def write_objects(folder: Path, objs: list[dict[str, Any]]) -> None:
 
 
 def run_variant(
-    variant: Variant, out: Path, cache: Path, used: set[tuple[str, str, str]] | None = None
+    variant: Variant, out: Path, cache: Path, used: set[tuple[str, str, str]]
 ) -> dict[str, dict[str, list[str]]]:
     """Render, template and check one variant; return its part of the report."""
     result = mockrun.run(variant.stack, overrides=variant.overrides())
