@@ -305,7 +305,7 @@ APT_COMMAND = (
         (
             "no npm",
             {"tools_present": True, "missing": ("npm",)},
-            "sudo apt-get install -y nodejs npm && npm ci --prefix tools/node --no-audit --no-fund "
+            "install Node.js 20 or 22 with npm, then: npm ci --prefix tools/node --no-audit --no-fund "
             "--ignore-scripts",
         ),
     ],
