@@ -152,7 +152,10 @@ def fake_cluster_ip(name: str) -> str:
 
 
 # The layout of the kubeconfig a K3s server writes to /etc/rancher/k3s/k3s.yaml (what k3s-read.sh
-# prints), with stand-ins for the certificate data.
+# prints), with stand-ins for the certificate data: k3s-io/k3s pkg/clientaccess/kubeconfig.go
+# WriteClientKubeConfig (cluster, user and context all "default", current-context set, the CA and
+# client certificate inline; read from stored copies, the tag's file was not fetched: the k3s
+# repository exceeds the fetch limit), server https://127.0.0.1:6443 (the https-listen-port default).
 K3S_KUBECONFIG = """apiVersion: v1
 clusters:
 - cluster:
@@ -176,7 +179,8 @@ users:
 
 
 def stand_in_machine_id(address: str) -> str:
-    """A machine-id shaped stand-in for the host at ``address`` (host-identity.sh's output)."""
+    """A machine-id shaped stand-in for the host at ``address`` (host-identity.sh's output): 32
+    lowercase hex characters, as machine-id(5) defines the file."""
     return hashlib.sha256(f"machine-id of {address}".encode()).hexdigest()[:32]
 
 
