@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 
 from config import chart_mirror as chart_mirror_lookup
+from tools.helm import unpack as unpack_chart
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "schemas"
@@ -191,18 +192,18 @@ def render_crds(helm: Path, package: Path, release: Release, work: Path, env: di
         path = work / f"{release.chart}-{release.stack}-{i}.yaml"
         path.write_text(text)
         files += ["--values", str(path)]
+    # Unpacked as `make charts` unpacks it (tools/helm.unpack rebases each values.schema.json
+    # $id to the file itself), so helm validates the values against the chart's schema here too.
+    chart_dir = unpack_chart(package, work / f"{release.chart}-{release.stack}-chart")
     cmd = [
         str(helm),
         "template",
         release.name,
-        str(package),
+        str(chart_dir),
         "--namespace",
         release.namespace,
         "--kube-version",
         release.kube_version,
-        # Values are the program's business (the provider checks them at preview); helm 4.1.4
-        # fails loading the immich chart's common 4.1.1 schema ($id file:///tmp/charts/...).
-        "--skip-schema-validation",
         *([] if release.skip_crds else ["--include-crds"]),
         *files,
     ]
