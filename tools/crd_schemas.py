@@ -41,10 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from config import chart_mirror as chart_mirror_lookup
-from tools.helm import unpack as unpack_chart
+from tools import helm as helm_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "schemas"
@@ -58,14 +56,6 @@ DROPPED = {"description", "nullable", "example", "externalDocs"}
 
 class GenerationError(RuntimeError):
     pass
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML 1.1 resolves a bare ``=`` to the ``value`` tag (kube-prometheus-stack's CRDs have
-    ``- =`` in an enum); it is the string ``=``."""
-
-
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 @dataclass(frozen=True)
@@ -194,7 +184,7 @@ def render_crds(helm: Path, package: Path, release: Release, work: Path, env: di
         files += ["--values", str(path)]
     # Unpacked as `make charts` unpacks it (tools/helm.unpack rebases each values.schema.json
     # $id to the file itself), so helm validates the values against the chart's schema here too.
-    chart_dir = unpack_chart(package, work / f"{release.chart}-{release.stack}-chart")
+    chart_dir = helm_tool.unpack(package, work / f"{release.chart}-{release.stack}-chart")
     cmd = [
         str(helm),
         "template",
@@ -210,15 +200,14 @@ def render_crds(helm: Path, package: Path, release: Release, work: Path, env: di
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise GenerationError(f"helm template {release.chart} {release.version}: {proc.stderr.strip()}")
-    docs = yaml.load_all(proc.stdout, Loader=_Loader)
-    return [d for d in docs if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
+    return [d for d in helm_tool.documents(proc.stdout) if d.get("kind") == "CustomResourceDefinition"]
 
 
 def values_keys(helm: Path, package: Path, env: dict[str, str]) -> list[str]:
     proc = subprocess.run(
         [str(helm), "show", "values", str(package)], capture_output=True, text=True, env=env, check=True
     )
-    return sorted(yaml.load(proc.stdout, Loader=_Loader) or {})
+    return sorted(helm_tool.load(proc.stdout) or {})
 
 
 # --- CRD to JSON schema ------------------------------------------------------------------------

@@ -148,6 +148,11 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+def load(text: str) -> Any:
+    """One YAML document as charts write them (see _Loader)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def documents(text: str) -> list[dict[str, Any]]:
     """The objects of a multi-document stream (empty documents dropped; ``List`` kinds flattened)."""
     out: list[dict[str, Any]] = []
