@@ -14,8 +14,7 @@ import yaml
 
 from tests.conftest import crd_schema_dir
 from tools import mockrun
-
-K8S_VERSION = "1.33.0"
+from tools.chart_checks import K8S_VERSION, crd_schema_path, is_builtin
 
 # Custom resource kinds the stack may declare, and the group of each.
 CUSTOM_KINDS = {
@@ -36,19 +35,6 @@ def _documents(rendered_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return [(p, yaml.safe_load(p.read_text())) for p in sorted((rendered_dir / "manifests").rglob("*.yaml"))]
 
 
-def _group(api_version: str) -> str:
-    return api_version.split("/")[0] if "/" in api_version else ""
-
-
-def _is_builtin(api_version: str) -> bool:
-    group = _group(api_version)
-    return (
-        "." not in group
-        or group.endswith(".k8s.io")
-        or group in {"", "apps", "batch", "policy", "autoscaling"}
-    )
-
-
 def validate_builtin(obj: dict[str, Any]) -> None:
     """Strict schema validation; a built-in kind without a schema is an error, not a warning."""
     try:
@@ -58,10 +44,10 @@ def validate_builtin(obj: dict[str, Any]) -> None:
 
 
 def validate_custom(obj: dict[str, Any], schemas: Path) -> None:
-    group, _, version = obj["apiVersion"].partition("/")
+    group = obj["apiVersion"].partition("/")[0]
     if (group, obj["kind"]) not in CUSTOM_KINDS:
         raise AssertionError(f"custom resource {obj['apiVersion']} {obj['kind']} is not on the allowlist")
-    path = schemas / group / f"{obj['kind'].lower()}_{version}.json"
+    path = crd_schema_path(obj, schemas)
     if not path.is_file():
         raise AssertionError(
             f"no schema for {obj['apiVersion']} {obj['kind']} ({path.name}): make crd-schemas"
@@ -77,7 +63,7 @@ def test_every_object_is_valid(any_rendered_dir: Path) -> None:
     failures = []
     for path, obj in docs:
         try:
-            if _is_builtin(obj["apiVersion"]):
+            if is_builtin(obj["apiVersion"]):
                 validate_builtin(obj)
             else:
                 validate_custom(obj, schemas)

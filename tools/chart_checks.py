@@ -24,6 +24,7 @@ import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -95,13 +96,20 @@ def place(objs: Sequence[dict[str, Any]], namespace: str, scoped: frozenset[str]
 # Validity
 
 
-def _is_builtin(api_version: str) -> bool:
+def is_builtin(api_version: str) -> bool:
+    """A kind of Kubernetes itself (kubernetes-validate has its schema), not a custom resource."""
     group = api_version.split("/")[0] if "/" in api_version else ""
     return (
         "." not in group
         or group.endswith(".k8s.io")
         or group in {"", "apps", "batch", "policy", "autoscaling"}
     )
+
+
+def crd_schema_path(obj: Mapping[str, Any], schemas: Path = CRD_SCHEMAS) -> Path:
+    """Where tools/crd_schemas.py writes the schema of a custom resource's kind and version."""
+    group, _, version = str(obj.get("apiVersion", "")).partition("/")
+    return schemas / group / f"{str(obj.get('kind', '')).lower()}_{version}.json"
 
 
 def strict(schema: Any) -> Any:
@@ -137,11 +145,11 @@ def validate(obj: Mapping[str, Any], shipped: Mapping[tuple[str, str, str], Any]
     """Why ``obj`` is invalid, or None."""
     api = obj.get("apiVersion", "")
     try:
-        if _is_builtin(api):
+        if is_builtin(api):
             kubernetes_validate.validate(dict(obj), K8S_VERSION, strict=True)
             return None
         group, _, version = api.partition("/")
-        path = CRD_SCHEMAS / group / f"{obj['kind'].lower()}_{version}.json"
+        path = crd_schema_path(obj)
         if path.is_file():
             schema = json.loads(path.read_text())
         elif (group, obj["kind"], version) in shipped:
