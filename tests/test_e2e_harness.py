@@ -177,6 +177,42 @@ def test_a_local_path_volume_is_made_for_the_program_claim(pi_k3s: mockrun.Resul
     )
 
 
+def _nginx_service(settings: Any, **spec: Any) -> dict[str, Any]:
+    """The controller's Service as the API server returns it, of the type the program's chart
+    values give it."""
+    kind = stand_ins.NGINX().values(settings)["controller"]["service"]["type"]
+    return {
+        "metadata": {"namespace": stand_ins.NGINX.namespace, "name": stand_ins.NGINX_SERVICE},
+        "spec": {"type": kind, "clusterIP": "10.43.7.7", **spec},
+    }
+
+
+def test_the_ingress_status_stand_in_publishes_the_cluster_ip_of_the_programs_service(settings: Any) -> None:
+    service = _nginx_service(settings)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert stand_ins.service_status_address(service) == [{"ip": "10.43.7.7"}]
+    service["spec"]["externalIPs"] = ["192.0.2.9"]  # ignored for a ClusterIP Service
+    assert stand_ins.service_status_address(service) == [{"ip": "10.43.7.7"}]
+
+
+def test_the_ingress_status_stand_in_follows_the_service_type_as_ingress_nginx_does(settings: Any) -> None:
+    node_port = _nginx_service(settings, type="NodePort")
+    assert stand_ins.service_status_address(node_port) == [{"ip": "10.43.7.7"}]
+    node_port["spec"]["externalIPs"] = ["192.0.2.9", "192.0.2.1"]
+    assert stand_ins.service_status_address(node_port) == [{"ip": "192.0.2.1"}, {"ip": "192.0.2.9"}]
+    name = _nginx_service(settings, type="ExternalName", externalName="lb.example")
+    assert stand_ins.service_status_address(name) == [{"hostname": "lb.example"}]
+    lb = _nginx_service(settings, type="LoadBalancer", externalIPs=["192.0.2.5", "192.0.2.9"])
+    lb["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}, {"hostname": "a.example"}]}}
+    assert stand_ins.service_status_address(lb) == [
+        {"ip": "192.0.2.5"},
+        {"ip": "192.0.2.9"},
+        {"hostname": "a.example"},
+    ]
+    with pytest.raises(ValueError, match=r"ingress-nginx/ingress-nginx-controller \(type 'Headless'\)"):
+        stand_ins.service_status_address(_nginx_service(settings, type="Headless"))
+
+
 def _events(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines() if line.strip()]
 
