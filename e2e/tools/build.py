@@ -352,13 +352,16 @@ def module_dir(tool: GoTool, module: str, env: dict[str, str]) -> Path:
 
 
 def kwok_stages(cache: Path, env: dict[str, str]) -> Path:
-    """kwok's default Stage objects, one multi-document file read from the kwok module."""
+    """kwok's default Stage objects, one multi-document file read from the kwok module;
+    rewritten whenever it differs from what KWOK_STAGES names (a changed list never leaves
+    the old file)."""
     tool = next(t for t in GO_TOOLS if t.name == "kwok")
     out = tool_dir(tool, cache) / "stages.yaml"
-    if not out.is_file():
-        src = module_dir(tool, tool.pinned, env)
-        docs = [(src / rel).read_text().strip() + "\n" for rel in KWOK_STAGES]
-        out.write_text("---\n".join(docs))
+    src = module_dir(tool, tool.pinned, env)
+    text = "---\n".join((src / rel).read_text().strip() + "\n" for rel in KWOK_STAGES)
+    if not out.is_file() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     return out
 
 
