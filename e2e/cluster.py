@@ -15,9 +15,10 @@ privileged pods allowed, profiling off, service CIDR 10.43.0.0/16, cluster CIDR 
 k3s-io/k3s pkg/daemons/control/server.go, apiServer() and defaults(), read at commits 0103601
 and c833183, both of them in the days of github.com/rancher/k3s import paths: the tag
 v1.33.6+k3s1 could not be read, the k3s repository being too big to fetch here and the search
-index holding only those revisions of the file; the two agree on every flag used here). Pod Security admission is on (a default plugin of
-kube-apiserver 1.33) with no admission configuration, as K3s starts it: privileged unless a
-namespace's pod-security.kubernetes.io labels say otherwise.
+index holding only those revisions of the file; the two agree on every flag used here).
+Pod Security admission is on (a default plugin of kube-apiserver 1.33) with no admission
+configuration, as K3s starts it: privileged unless a namespace's pod-security.kubernetes.io
+labels say otherwise.
 """
 
 from __future__ import annotations
