@@ -108,7 +108,7 @@ e2e: e2e-tools
 ## e2e-tools: the pinned Pulumi CLI, plugins, control plane, etcd, kwok, kubectl, helm
 ## (from PATH at the pinned version, else built once into e2e/.cache; a second run builds nothing)
 e2e-tools: $(VENV)/.dev $(TOOLS_BIN)/.layer
-	python3 -m e2e.tools.build --python $(PY)
+	python3 -m e2e.tools.build
 
 ## e2e-cluster-smoke: etcd + control plane + kwok on 127.0.0.1, one fake Node Ready, stopped
 e2e-cluster-smoke: e2e-tools

@@ -12,10 +12,13 @@ beyond 127.0.0.1. The binaries come from e2e/.cache/tools.json (python3 -m e2e.t
 ends exactly those pids. Flags mirror what K3s v1.33 passes its embedded control plane where
 it matters to the stack (Node,RBAC authorization, NodeRestriction, anonymous auth off,
 privileged pods allowed, profiling off, service CIDR 10.43.0.0/16, cluster CIDR 10.42.0.0/16:
-k3s-io/k3s pkg/daemons/control/server.go, apiServer() and defaults(), read at an older revision
-0103601; these flags are long-standing). Pod Security admission is on (a default plugin of
-kube-apiserver 1.33) with no admission configuration, as K3s starts it: privileged unless a
-namespace's pod-security.kubernetes.io labels say otherwise.
+k3s-io/k3s pkg/daemons/control/server.go, apiServer() and defaults(), read at commits 0103601
+and c833183, both of them in the days of github.com/rancher/k3s import paths: the tag
+v1.33.6+k3s1 could not be read, the k3s repository being too big to fetch here and the search
+index holding only those revisions of the file; the two agree on every flag used here).
+Pod Security admission is on (a default plugin of kube-apiserver 1.33) with no admission
+configuration, as K3s starts it: privileged unless a namespace's pod-security.kubernetes.io
+labels say otherwise.
 """
 
 from __future__ import annotations
@@ -81,7 +84,6 @@ class Node:
     memory: str = "1Gi"
     pods: str = "110"
     arch: str = "arm64"
-    address: str = ""
     kubelet_version: str = ""  # e.g. the stack's K3s version; "" = kwok's own
     # What the scheduler may hand out (capacity minus what the kubelet reserves); "" = capacity.
     allocatable_cpu: str = ""
@@ -113,11 +115,6 @@ class Node:
                 **dict.fromkeys(UNSET_NODE_INFO, ""),
             },
         }
-        if self.address:
-            status["addresses"] = [
-                {"type": "InternalIP", "address": self.address},
-                {"type": "Hostname", "address": self.name},
-            ]
         return {
             "apiVersion": "v1",
             "kind": "Node",

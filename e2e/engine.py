@@ -21,9 +21,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from e2e import stack as e2e_stack
 
 POLL_SECONDS = 2.0  # how often a running command's timeout and abort are looked at
 # The commands that read the stack's config (`--config-file`); stack export/history do not.
@@ -76,9 +78,8 @@ class Engine:
     state: Path  # the file backend's folder
     config_file: Path
     logs: Path
-    stack: str = "e2e"
+    stack: str = e2e_stack.NAME
     passphrase: str = "e2e-stand-in-passphrase"
-    runs: list[Run] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         path = os.pathsep.join([str(self.bin_dir), os.environ.get("PATH", "")])
@@ -160,7 +161,6 @@ class Engine:
             proc.communicate()
             raise
         run = Run(argv, proc.returncode, round(time.monotonic() - start, 1), out, err, stopped)
-        self.runs.append(run)
         shown = [a if len(a) < 200 else a[:60] + "..." for a in argv]
         (self.logs / f"{log}.log").write_text(
             f"$ {' '.join(shown)}\n# exit {run.code}{f' (stopped: {stopped})' if stopped else ''}, "

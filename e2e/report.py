@@ -118,10 +118,8 @@ class Report:
     )
     failures: list[str] = field(default_factory=list)
 
-    def step(
-        self, name: str, seconds: float, changes: dict[str, int], error: str | None = None, **extra: Any
-    ) -> None:
-        entry: dict[str, Any] = {"ok": error is None, "seconds": seconds, "changes": changes, **extra}
+    def step(self, name: str, seconds: float, changes: dict[str, int], error: str | None = None) -> None:
+        entry: dict[str, Any] = {"ok": error is None, "seconds": seconds, "changes": changes}
         if error is not None:
             entry["error"] = error
             self.failures.append(f"step {name}: {error}")

