@@ -81,25 +81,17 @@ class PodSize:
 
     @staticmethod
     def of(containers: Sequence[Mapping[str, Any]], init: Sequence[Mapping[str, Any]] = ()) -> PodSize:
-        def one(c: Mapping[str, Any]) -> tuple[int, int, int | None, int | None]:
-            res = c.get("resources") or c  # a container or a bare resources dict
-            req = res.get("requests") or {}
-            lim = res.get("limits") or {}
-            return (
-                cpu(req.get("cpu", lim.get("cpu", 0))),
-                memory(req.get("memory", lim.get("memory", 0))),
-                cpu(lim["cpu"]) if "cpu" in lim else None,
-                memory(lim["memory"]) if "memory" in lim else None,
-            )
+        """From containers or bare resources dicts (each read as ContainerSize.of reads it)."""
+        return PodSize.of_sizes(
+            [ContainerSize.of("", c) for c in containers], [ContainerSize.of("", c) for c in init]
+        )
 
-        main = [one(c) for c in containers]
-        inits = [one(c) for c in init]
-        cpu_req = max([sum(m[0] for m in main), *(i[0] for i in inits)])
-        mem_req = max([sum(m[1] for m in main), *(i[1] for i in inits)])
-        cpu_lims, mem_lims = [m[2] for m in main], [m[3] for m in main]
+    @staticmethod
+    def of_sizes(main: Sequence[ContainerSize], inits: Sequence[ContainerSize] = ()) -> PodSize:
+        cpu_lims, mem_lims = [m.cpu_limit for m in main], [m.memory_limit for m in main]
         return PodSize(
-            cpu_request=cpu_req,
-            memory_request=mem_req,
+            cpu_request=max([sum(m.cpu_request for m in main), *(i.cpu_request for i in inits)]),
+            memory_request=max([sum(m.memory_request for m in main), *(i.memory_request for i in inits)]),
             cpu_limit=0 if None in cpu_lims else sum(c or 0 for c in cpu_lims),
             memory_limit=0 if None in mem_lims else sum(m or 0 for m in mem_lims),
         )
@@ -176,17 +168,18 @@ def from_pod_spec(
     name: str, namespace: str, spec: Mapping[str, Any], *, replicas: int = 1, kind: str = "Deployment"
 ) -> Workload:
     """A workload from a pod spec as the shared builders make it (plain dict, camelCase)."""
+    containers, inits = _sizes(spec.get("containers") or ()), _sizes(spec.get("initContainers") or ())
     return Workload(
         name=name,
         namespace=namespace,
-        pod=PodSize.of(spec.get("containers") or (), spec.get("initContainers") or ()),
+        pod=PodSize.of_sizes(containers, inits),
         replicas=replicas,
         kind=kind,
         node_selector=dict(spec.get("nodeSelector") or {}),
         tolerations=tuple(spec.get("tolerations") or ()),
         affinity_terms=_affinity_terms(spec.get("affinity")),
-        containers=_sizes(spec.get("containers") or ()),
-        init_containers=_sizes(spec.get("initContainers") or ()),
+        containers=containers,
+        init_containers=inits,
     )
 
 
@@ -225,17 +218,19 @@ def from_values(
     selector = dict(node_selector or {})
     if node:
         selector["kubernetes.io/hostname"] = node
+    sizes = tuple(ContainerSize.of(n, b) for n, b in named)
+    init_sizes = tuple(ContainerSize.of(n, b) for n, b in inits)
     return Workload(
         name=name,
         namespace=namespace,
-        pod=PodSize.of([b for _, b in named], [b for _, b in inits]),
+        pod=PodSize.of_sizes(sizes, init_sizes),
         replicas=replicas,
         kind=kind or ("DaemonSet" if daemonset else "Deployment"),
         node_selector=selector,
         tolerations=tuple(tolerations),
         affinity_terms=_affinity_terms(affinity),
-        containers=tuple(ContainerSize.of(n, b) for n, b in named),
-        init_containers=tuple(ContainerSize.of(n, b) for n, b in inits),
+        containers=sizes,
+        init_containers=init_sizes,
     )
 
 
