@@ -100,6 +100,18 @@ def host_key_problem(entry: str, address: str) -> str | None:
             f"with a type of {', '.join(_HOST_KEY_TYPES)}"
         )
     host, kind, key = split
+    if kind == "ssh-rsa":
+        # pulumi-command offers only the recorded key's own type as host key algorithm
+        # (pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go:
+        # HostKeyAlgorithms = []string{publicKey.Type()}); for an RSA key that is "ssh-rsa", the
+        # SHA-1 signature, which sshd no longer offers since OpenSSH 8.8 (sshd_config(5) of
+        # Debian's openssh-server 1:9.2p1-2+deb12u10: HostKeyAlgorithms default has only
+        # rsa-sha2-512,rsa-sha2-256), so every command would fail its handshake.
+        return (
+            "is an ssh-rsa key, which pulumi-command checks with the SHA-1 ssh-rsa signature that "
+            "OpenSSH 8.8 and later (Raspberry Pi OS Bookworm and Trixie) no longer offer; record "
+            f"the node's ed25519 key instead: `ssh-keyscan -t ed25519 {address}`"
+        )
     # ssh-keyscan names a host on another port as [address]:port.
     names = [re.sub(r"^\[(.*)\]:\d+$", r"\1", n) for n in (host or address).split(",")]
     if address not in names:
