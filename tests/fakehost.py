@@ -19,8 +19,14 @@ them (:func:`boot`), as the 2025 and 2026 releases of Raspberry Pi OS do:
 Both run 6.12 kernels: the memory cgroup appears in /sys/fs/cgroup/cgroup.controllers only when
 the kernel command line has cgroup_enable=memory (the Raspberry Pi kernel keeps it off by
 default; cgroup_memory=1 alone does nothing). A Pi 5 boots kernel_2712.img with 16K pages unless
-config.txt names kernel8.img (4K pages). /etc/machine-id is created on the first boot (pi-gen
-export-image/05-finalise leaves "uninitialized" in the image); every boot has a new boot id.
+config.txt names kernel8.img (4K pages). The image's /etc/machine-id holds no id: Bookworm's is
+empty (RPi-Distro/pi-gen tag 2026-06-18-raspios-bookworm-arm64
+export-image/05-finalise/01-run.sh: `true > "${ROOTFS_DIR}/etc/machine-id"`), Trixie's says
+"uninitialized" (same file at tag 2026-06-18-raspios-trixie-arm64: `echo "uninitialized" > ...`,
+pi-gen c4e9044f). systemd generates an id on the next boot and writes it to disk in both cases
+(machine-id(5) of systemd 252.38-1~deb12u1, "First boot semantics": "uninitialized" is a first
+boot; an empty file is not, but an id is still bind-mounted over it and committed). Every boot
+has a new boot id.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ PI5 = "Raspberry Pi 5 Model B Rev 1.0"
 PI3 = "Raspberry Pi 3 Model B Rev 1.2"
 IMAGES = ("bookworm-2025", "trixie-2026")
 CONNECTION = {"bookworm-2025": "Wired connection 1", "trixie-2026": "netplan-eth0"}
+# /etc/machine-id as each image ships it (the sources are in the module docstring).
+FLASHED_MACHINE_ID = {"bookworm-2025": "", "trixie-2026": "uninitialized\n"}
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 K3S_UNITS = ("k3s", "k3s-agent")
 
@@ -92,7 +100,7 @@ def install_image(
         f'PRETTY_NAME="Debian GNU/Linux {version} ({codename})"\nVERSION_CODENAME={codename}\nID=debian\n'
     )
     _write(root, "etc/os-release", os_release)
-    _write(root, "etc/machine-id", "uninitialized\n")
+    _write(root, "etc/machine-id", FLASHED_MACHINE_ID[image])
     _write(root, "etc/hostname", hostname + "\n")
     part = uuid.uuid4().hex[:8]
     cmdline = f"console=serial0,115200 console=tty1 root=PARTUUID={part}-02 rootfstype=ext4 "
@@ -170,7 +178,7 @@ def boot(root: Path) -> None:
     state = load(root)
     state["boots"] += 1
     machine_id = root / "etc/machine-id"
-    if machine_id.read_text().strip() == "uninitialized":
+    if machine_id.read_text() in FLASHED_MACHINE_ID.values():
         machine_id.write_text(uuid.uuid4().hex + "\n")
     _write(root, "proc/sys/kernel/random/boot_id", f"{uuid.uuid4()}\n")
     cmdline = (root / "boot/firmware/cmdline.txt").read_text().splitlines()[0]

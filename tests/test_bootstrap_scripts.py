@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -840,6 +841,24 @@ def test_identity_takes_the_key_as_pulumi_config_holds_it(sshd: tuple[Sshd, Host
     proc, _ = _identity(server, server.host_key, key=key)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == host.file("etc/machine-id")
+
+
+def test_identity_refuses_a_card_before_its_first_boot_and_reads_the_id_systemd_writes(
+    sshd: tuple[Sshd, Host],
+) -> None:
+    """The card as flashed has no id (Bookworm: empty, Trixie: "uninitialized"); booting it
+    gives it one, which is then the node's identity."""
+    server, host = sshd
+    before = host.file("etc/machine-id")
+    host.file("etc/machine-id", fakehost.FLASHED_MACHINE_ID[host.image])
+    proc, _ = _identity(server, server.host_key)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "not 32 hex digits (has the card finished its first boot?)" in proc.stderr
+    host.boot()
+    after = host.file("etc/machine-id")
+    assert re.fullmatch(r"[0-9a-f]{32}\n", after) and after != before
+    proc, _ = _identity(server, server.host_key)
+    assert proc.returncode == 0 and proc.stdout == after
 
 
 def test_identity_refuses_a_wrong_host_key(sshd: tuple[Sshd, Host], tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The node's host identity, read on every preview and up (command:local:run runs on the machine
 # that runs Pulumi, "executed unconditionally": pulumi/pulumi-command v1.2.1
-# provider/pkg/provider/local/run.go). Prints the node's /etc/machine-id, which systemd creates on
-# a card's first boot (RPi-Distro/pi-gen export-image/05-finalise writes "uninitialized" into the
-# image), so a new card is a new identity and every command of that node runs again on it.
+# provider/pkg/provider/local/run.go). Prints the node's /etc/machine-id, which systemd generates
+# on a new card's first start, so a new card is a new identity and every command of that node
+# runs again on it. The images ship no id: an empty file on Bookworm (RPi-Distro/pi-gen tag
+# 2026-06-18-raspios-bookworm-arm64 export-image/05-finalise/01-run.sh), "uninitialized" on
+# Trixie (same file at tag 2026-06-18-raspios-trixie-arm64); systemd writes a generated id over
+# either (machine-id(5), systemd 252, "First boot semantics").
 # Checks on the way that the host key is the recorded one (OpenSSH, StrictHostKeyChecking=yes)
 # and that sudo works without a password, so a wrong host or a 2026 image without passwordless
 # sudo stops the preview, naming the node, before anything runs.
