@@ -195,8 +195,10 @@ class K3s(Model):
     # Upper bound on waiting for K3s files and Kubernetes nodes to appear.
     ready_timeout_seconds: int = Field(default=180, ge=10, le=3600)
     # Upper bound on `systemctl start/restart` of k3s or k3s-agent: the unit is Type=notify with
-    # TimeoutStartSec=0 (k3s-io/k3s install.sh), so an agent that cannot register would wait
-    # forever; past this the journal is printed and the command fails naming the node.
+    # TimeoutStartSec=0 (k3s-io/k3s install.sh, the file the program downloads at v1.33.6+k3s1,
+    # pinned by installerSha256: create_systemd_service_file; read from a stored copy at commit
+    # 0136cf25, not from the tag itself), so an agent that cannot register would wait forever;
+    # past this the journal is printed and the command fails naming the node.
     start_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     # Upper bound on draining a Ready node that leaves the cluster (a NotReady one is not drained:
     # its pods are force-deleted with the node).
