@@ -16,9 +16,14 @@ them (:func:`boot`), as the 2025 and 2026 releases of Raspberry Pi OS do:
   sudo asks for a password unless Imager's "Enable passwordless sudo" was ticked (pi-gen
   c020178c, release notes 2026-04-13; rpi-imager v2.0.11 customization_generator.cpp).
 
-Both run 6.12 kernels: the memory cgroup appears in /sys/fs/cgroup/cgroup.controllers only when
-the kernel command line has cgroup_enable=memory (the Raspberry Pi kernel keeps it off by
-default; cgroup_memory=1 alone does nothing). A Pi 5 boots kernel_2712.img with 16K pages unless
+Kernels (export-noobs/00-release/files/release_notes.txt at the pi-gen tags): the 2025 Bookworm
+releases run 6.12.25 to 6.12.47 (6.12.93 at tag 2026-06-18-raspios-bookworm-arm64), Trixie
+2026-04-13 runs 6.12.75 (6.18.34 at tag 2026-06-18-raspios-trixie-arm64). The memory cgroup is
+built in but off: the device tree's bootargs put cgroup_disable=memory ahead of cmdline.txt, so
+it appears in /sys/fs/cgroup/cgroup.controllers only when cmdline.txt adds cgroup_enable=memory;
+cgroup_memory=1 is not needed, and from 6.12 (no CONFIG_MEMCG_V1) /proc/cgroups no longer lists
+memory at all (raspberrypi/linux issue #6980, the kernel maintainers' answer, 2025-07/08; PR
+#6439). The fake models that rule for both images; 6.18 was not checked separately. A Pi 5 boots kernel_2712.img with 16K pages unless
 config.txt names kernel8.img (4K pages). The image's /etc/machine-id holds no id: Bookworm's is
 empty (RPi-Distro/pi-gen tag 2026-06-18-raspios-bookworm-arm64
 export-image/05-finalise/01-run.sh: `true > "${ROOTFS_DIR}/etc/machine-id"`), Trixie's says
@@ -208,6 +213,11 @@ def boot(root: Path) -> None:
     save(state, root)
 
 
+def ssh_accepts(root: Path) -> bool:
+    """Whether a new SSH connection gets through: only while ssh.service runs."""
+    return bool(load(root)["units"].get("ssh.service", {}).get("active"))
+
+
 def installer_script() -> str:
     """What the fake download serves as install.sh: a script that runs this fake as installer."""
     return f'exec "{sys.executable}" "{__file__}" installer "$@"\n'
@@ -295,6 +305,10 @@ def systemctl(args: list[str]) -> int:
     elif verb == "reload":
         u["reloads"] = u.get("reloads", 0) + 1
     elif verb == "stop":
+        # ssh.service: sshd stops listening, but the sessions it runs, this one included, go on
+        # (KillMode=process in Debian's unit: /lib/systemd/system/ssh.service of openssh-server
+        # 1:9.2p1-2+deb12u10, Bookworm; Trixie's package was not read). Tests open a new
+        # session only through ssh_accepts(), which then refuses.
         u["active"] = False
     elif verb == "enable":
         u["enabled"] = "enabled"
@@ -372,9 +386,15 @@ def curl(args: list[str]) -> int:
 
 
 def installer(args: list[str]) -> int:
-    """What k3s-io/k3s install.sh does that the scripts rely on: the binary and uninstaller, the
-    unit and its environment file (K3S_* variables, 0600), enabled; started only without
-    INSTALL_K3S_SKIP_START=true (service_enable_and_start)."""
+    """What k3s-io/k3s install.sh (the file the program downloads at v1.33.6+k3s1, pinned by
+    installerSha256) does that the scripts rely on: the binary and uninstaller, the unit
+    (create_systemd_service_file: Type=notify, TimeoutStartSec=0) and its environment file
+    (create_env_file: K3S_* variables, 0600), enabled; started only without
+    INSTALL_K3S_SKIP_START=true (service_enable_and_start). Read from a stored copy of install.sh
+    (k3s-io/k3s commit 0136cf25), not from the tag itself. The binary prints `k3s --version` as
+    k3s does: "k3s version <version> (<commit>)" then "go version ..." (k3s-io/k3s
+    pkg/cli/cmds/root.go NewApp, cli.VersionPrinter; read in a stored copy at commit e7f7db48,
+    older than the tag)."""
     role = args[0]
     env = {
         k: os.environ.get(k)

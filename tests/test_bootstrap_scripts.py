@@ -75,6 +75,11 @@ class Host:
     def boot(self) -> None:
         fakehost.boot(self.root)
 
+    def cancel_reboot(self) -> None:
+        """What someone at the console does to keep the node up after node-prepare.sh scheduled
+        its reboot: stop the timer and start sshd again (same boot, no new connection before)."""
+        self.edit(lambda s: s["units"]["ssh.service"].update(active=True))
+
     def file(self, path: str, text: str | None = None) -> str:
         p = self.root / path.lstrip("/")
         if text is not None:
@@ -90,7 +95,10 @@ class Host:
     def run(
         self, script: str, env: dict[str, str] | None = None, ok: bool = True
     ) -> tuple[list[list[str]], str]:
-        """Run a script; return the calls it made and its stdout."""
+        """Run a script in a new SSH session; return the calls it made and its stdout. Raises
+        ConnectionRefusedError while the card's sshd is stopped."""
+        if not fakehost.ssh_accepts(self.root):
+            raise ConnectionRefusedError(f"ssh: connect to {self.image} card: Connection refused")
         calls_file = self.root / ".fake" / "calls.jsonl"
         calls_file.write_text("")
         proc = subprocess.run(
@@ -222,9 +230,12 @@ def test_prepare_first_run_reboot_then_nothing(
         assert "[all]\nkernel=kernel8.img\n" in host.file("boot/firmware/config.txt")
     else:
         assert "kernel=" not in host.file("boot/firmware/config.txt")
-    # Reboot scheduled after the command returns; sshd refuses new sessions until then.
+    # Reboot scheduled after the command returns; sshd refuses new sessions until then, while
+    # this session goes on to its last line (Debian's ssh.service: KillMode=process).
     assert made[made.index(REBOOT) + 1] == ["systemctl", "stop", "ssh.service"]
     assert f"boot_id={boot_before}" in out and out.strip().endswith("reboot=yes")
+    with pytest.raises(ConnectionRefusedError):
+        host.run("node-wait.sh", _wait_env(node, out))
 
     host.boot()
     _, ready = host.run("node-wait.sh", _wait_env(node, out))
@@ -289,6 +300,7 @@ def test_prepare_on_a_pi5_reboots_only_while_the_16k_kernel_runs(tmp_path: Path,
     assert host.state["pagesize"] == 16384
     _, out = host.run("node-prepare.sh")
     assert "config:kernel8.img" in out and "reboot=yes" in out
+    host.cancel_reboot()
     _, out = host.run("node-prepare.sh")  # not rebooted yet: config right, kernel not
     assert "changes=none" in out and "reboot=yes" in out
     host.boot()
@@ -302,6 +314,7 @@ def test_wait_refuses_a_node_that_did_not_reboot_or_lacks_what_k3s_needs(
 ) -> None:
     host = Host(tmp_path, image, model=fakehost.PI5, passwordless_sudo=True)
     _, out = host.run("node-prepare.sh")
+    host.cancel_reboot()
     host.run("node-wait.sh", _wait_env(program.server, out), ok=False)  # the same boot
     assert "error: node pi-k3s is not ready" in host.stderr
     assert "was to reboot but still runs boot" in host.stderr
