@@ -122,7 +122,12 @@ def install_image(
     if trixie:
         _write(root, "etc/rpi/swap.conf", "# rpi-swap defaults (see swap.conf(5))\n[Main]\n#Mechanism=auto\n")
         if passwordless_sudo:
-            _write(root, "etc/sudoers.d/010_pi-nopasswd", "pi ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+            # Imager's user-data `sudo:` line for the user; cloud-init writes it to its own
+            # sudoers file, 0440, under a header (canonical/cloud-init cloudinit/distros/__init__.py
+            # Distro.ci_sudoers_fn and write_sudo_rules; read in a stored copy, version not
+            # checked). pi-gen c020178c dropped 010_pi-nopasswd.
+            rule = "# Created by cloud-init\n\n# User rules for pi\npi ALL=(ALL) NOPASSWD:ALL\n"
+            _write(root, "etc/sudoers.d/90-cloud-init-users", rule, 0o440)
         connection = {"netplan-eth0": {"GENERAL.DEVICES": "eth0"}}
     else:
         _write(root, "etc/dphys-swapfile", "CONF_SWAPSIZE=512\n")
