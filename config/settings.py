@@ -145,7 +145,8 @@ class Node(Model):
     static_dns: bool = True
     dns_resolvers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "8.8.8.8"], min_length=1)
     # NetworkManager connection whose resolvers are set: by default the one active on nmDevice
-    # (Bookworm images name it "Wired connection 1", Trixie's netplan "netplan-eth0"); set
+    # (Bookworm images name it "Wired connection 1", Trixie's netplan "netplan-eth0", the
+    # "netplan-<id>" of canonical/netplan 1.1.2 src/nm.c, id eth0 as observed); set
     # nmConnection only to override what the device reports.
     nm_device: str = Field(default="eth0", pattern=_IFACE)
     nm_connection: str | None = Field(default=None, pattern=r"^[^\x00-\x1f'\\]{1,64}$")
