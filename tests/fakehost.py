@@ -12,10 +12,11 @@ them (:func:`boot`), as the 2025 and 2026 releases of Raspberry Pi OS do:
   raspberrypi-sys-mods' /etc/sudoers.d/010_pi-nopasswd.
 - ``trixie-2026``: cloud-init + netplan (pi-gen stage2/04-cloud-init, ENABLE_CLOUD_INIT=1), so
   the profile is "netplan-eth0" (netplan's NetworkManager renderer names it "netplan-<id>":
-  canonical/netplan tag 1.1.2 src/nm.c; the id eth0 is observed), swap from rpi-swap (pi-gen 22601c0e: zram with a
-  file behind it, configured by /etc/rpi/swap.conf and drop-ins in /etc/rpi/swap.conf.d/),
-  sudo asks for a password unless Imager's "Enable passwordless sudo" was ticked (pi-gen
-  c020178c, release notes 2026-04-13; rpi-imager v2.0.11 customization_generator.cpp).
+  canonical/netplan tag 1.1.2 src/nm.c; the id eth0 is observed), swap from rpi-swap (pi-gen
+  22601c0e: zram with a file behind it, configured by /etc/rpi/swap.conf and drop-ins in
+  /etc/rpi/swap.conf.d/), sudo asks for a password unless Imager's "Enable passwordless sudo"
+  was ticked (pi-gen c020178c, release notes 2026-04-13; rpi-imager v2.0.11
+  customization_generator.cpp), which cloud-init turns into /etc/sudoers.d/90-cloud-init-users.
 
 Kernels (export-noobs/00-release/files/release_notes.txt at the pi-gen tags): the 2025 Bookworm
 releases run 6.12.25 to 6.12.47 (6.12.93 at tag 2026-06-18-raspios-bookworm-arm64), Trixie
