@@ -26,9 +26,10 @@ it appears in /sys/fs/cgroup/cgroup.controllers only when cmdline.txt adds cgrou
 cgroup_memory=1 is not needed, and from 6.12 (no CONFIG_MEMCG_V1) /proc/cgroups no longer lists
 memory at all (raspberrypi/linux issue #6980, the kernel maintainers' answer, 2025-07/08; PR
 #6439). The fake models that rule for both images; 6.18 was not checked separately. A Pi 5
-boots kernel_2712.img with 16K pages unless config.txt names kernel8.img (4K pages). The image's /etc/machine-id holds no id: Bookworm's is
-empty (RPi-Distro/pi-gen tag 2026-06-18-raspios-bookworm-arm64
-export-image/05-finalise/01-run.sh: `true > "${ROOTFS_DIR}/etc/machine-id"`), Trixie's says
+boots kernel_2712.img with 16K pages unless config.txt names kernel8.img (4K pages).
+
+The image's /etc/machine-id holds no id: Bookworm's is empty (RPi-Distro/pi-gen tag
+2026-06-18-raspios-bookworm-arm64 export-image/05-finalise/01-run.sh: `true > "${ROOTFS_DIR}/etc/machine-id"`), Trixie's says
 "uninitialized" (same file at tag 2026-06-18-raspios-trixie-arm64: `echo "uninitialized" > ...`,
 pi-gen c4e9044f). systemd generates an id on the next boot and writes it to disk in both cases
 (machine-id(5) of systemd 252.38-1~deb12u1, "First boot semantics": "uninitialized" is a first
