@@ -29,12 +29,12 @@ memory at all (raspberrypi/linux issue #6980, the kernel maintainers' answer, 20
 boots kernel_2712.img with 16K pages unless config.txt names kernel8.img (4K pages).
 
 The image's /etc/machine-id holds no id: Bookworm's is empty (RPi-Distro/pi-gen tag
-2026-06-18-raspios-bookworm-arm64 export-image/05-finalise/01-run.sh: `true > "${ROOTFS_DIR}/etc/machine-id"`), Trixie's says
-"uninitialized" (same file at tag 2026-06-18-raspios-trixie-arm64: `echo "uninitialized" > ...`,
-pi-gen c4e9044f). systemd generates an id on the next boot and writes it to disk in both cases
-(machine-id(5) of systemd 252.38-1~deb12u1, "First boot semantics": "uninitialized" is a first
-boot; an empty file is not, but an id is still bind-mounted over it and committed). Every boot
-has a new boot id.
+2026-06-18-raspios-bookworm-arm64 export-image/05-finalise/01-run.sh: `true >
+"${ROOTFS_DIR}/etc/machine-id"`), Trixie's says "uninitialized" (same file at tag
+2026-06-18-raspios-trixie-arm64: `echo "uninitialized" > ...`, pi-gen c4e9044f). systemd generates
+an id on the next boot and writes it to disk in both cases (machine-id(5) of systemd
+252.38-1~deb12u1, "First boot semantics": "uninitialized" is a first boot; an empty file is not,
+but an id is still bind-mounted over it and committed). Every boot has a new boot id.
 """
 
 from __future__ import annotations
