@@ -515,3 +515,13 @@ def test_host_keys_pulumi_command_can_check_pass_and_rsa_does_not() -> None:
     raw["nodes"][0]["hostKey"] = host_key("pi-k3s", b"ssh-rsa")
     with pytest.raises(SettingsError, match=r"pi-cluster:nodes\[0\]\.hostKey: .* is an ssh-rsa key"):
         parse(raw)
+
+
+def test_labels_wait_for_the_install_and_an_agents_for_its_join(pi_k3s: mockrun.Result) -> None:
+    """Exactly these dependencies, each once (the server's install is its join)."""
+    install = f"{CMD}::k3s-pi-k3s-install"
+    assert _cmd(pi_k3s, "pi-k3s-labels").depends_on == [install]
+    for agent in AGENTS:
+        assert sorted(_cmd(pi_k3s, f"{agent}-labels").depends_on) == sorted(
+            [f"{CMD}::k3s-{agent}-join", install]
+        )

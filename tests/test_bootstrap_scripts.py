@@ -677,7 +677,7 @@ def _drain(
     host: Host, program: Settings, *, node_id: str = "a" * 32, host_id: str | None = None
 ) -> dict[str, str]:
     here = host.file("etc/machine-id").strip()
-    env = cluster.drain_env(program, program.node("pi3-worker-1"), host_id or here, node_id)
+    env = cluster.host_env(cluster.drain_env(program, program.node("pi3-worker-1"), node_id), host_id or here)
     return {k: str(v) for k, v in env.items()}
 
 
@@ -727,11 +727,11 @@ def test_uninstall_only_when_allowed_and_only_on_its_host(
     agent = program.node("pi3-worker-1")
     host.run("k3s-install.sh", cluster.join_env(program, agent, TOKEN))
     here = host.file("etc/machine-id").strip()
-    env = {k: str(v) for k, v in cluster.uninstall_env(program, agent, here).items()}
+    env = {k: str(v) for k, v in cluster.host_env(cluster.uninstall_env(program, agent), here).items()}
     calls, out = host.run("node-remove.sh", env)
     assert changes(calls) == [] and "left installed" in out
     allowed = settings_with(installerSha256=fake_installer_sha(), allowUninstall=True)
-    env = {k: str(v) for k, v in cluster.uninstall_env(allowed, agent, here).items()}
+    env = {k: str(v) for k, v in cluster.host_env(cluster.uninstall_env(allowed, agent), here).items()}
     calls, _ = host.run("node-remove.sh", {**env, "PI_CLUSTER_HOST_ID": "d" * 32})
     assert changes(calls) == [] and (host.root / "usr/local/bin/k3s").exists()
     calls, out = host.run("node-remove.sh", env)
