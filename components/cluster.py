@@ -29,6 +29,7 @@ its kubeconfig a stack secret; no node is touched. Both give the same provider a
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,21 @@ PER_DIAL_TIMEOUT = 10  # seconds per SSH dial attempt
 UNLIMITED_DIALS = -1
 
 
+# What to do when the node's user needs a password for sudo: one text for both scripts that
+# refuse it (host-identity.sh at preview, node-prepare.sh on the node), which script() writes in.
+SUDO_HELP = (
+    "Raspberry Pi OS images from 2026-04-13 on ask for the password by default. Either write the "
+    'card again with Raspberry Pi Imager and tick "Enable passwordless sudo" (OS customisation, '
+    'the step "Customisation: Choose username"), or on the node run once: '
+    "sudo raspi-config nonint do_sudo_pass 1"
+)
+SUDO_HELP_PLACEHOLDER = "@PI_CLUSTER_SUDO_HELP@"
+
+
 def script(name: str) -> str:
-    """The text of a shell script shipped in components/scripts."""
-    return (SCRIPTS / name).read_text()
+    """The text of a shell script shipped in components/scripts, with SUDO_HELP written in
+    (node-prepare.sh takes no environment, so the text cannot come as a parameter)."""
+    return (SCRIPTS / name).read_text().replace(SUDO_HELP_PLACEHOLDER, shlex.quote(SUDO_HELP))
 
 
 @dataclass(frozen=True)

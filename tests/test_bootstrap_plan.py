@@ -230,16 +230,16 @@ def test_secrets_are_hidden(pi_k3s: mockrun.Result) -> None:
 
 
 def test_parameters_go_through_environment_and_scripts_are_files(pi_k3s: mockrun.Result) -> None:
-    from components.cluster import SCRIPTS
+    from components.cluster import SCRIPTS, script
 
-    texts = {p.read_text() for p in SCRIPTS.glob("*.sh")}
+    texts = {script(p.name) for p in SCRIPTS.glob("*.sh")}  # as the program sends them
     for reg in pi_k3s.by_type(CMD):
         for step in ("create", "delete"):
             body = reg.plain_inputs.get(step)
             if body:
                 assert body in texts, (reg.name, step)
     for call in pi_k3s.invokes:
-        assert call.args["command"] == (SCRIPTS / "host-identity.sh").read_text()
+        assert call.args["command"] == script("host-identity.sh")
     install = _cmd(pi_k3s, "pi-k3s-install").plain_inputs["environment"]
     assert install["INSTALL_K3S_VERSION"] == "v1.33.6+k3s1"
     assert install["PI_CLUSTER_K3S_CONFIG"] == server_config(_settings())

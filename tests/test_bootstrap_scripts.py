@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -102,7 +103,7 @@ class Host:
         calls_file = self.root / ".fake" / "calls.jsonl"
         calls_file.write_text("")
         proc = subprocess.run(
-            ["bash", "-c", (SCRIPTS / script).read_text()],
+            ["bash", "-c", cluster.script(script)],  # the text the program sends
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -257,6 +258,7 @@ def test_prepare_refuses_sudo_that_asks_for_a_password(tmp_path: Path, image: st
     calls, _ = host.run("node-prepare.sh", ok=False)
     assert "cannot run sudo without a password" in host.stderr
     assert '"Enable passwordless sudo"' in host.stderr and "do_sudo_pass 1" in host.stderr
+    assert host.stderr.endswith(f"every bootstrap step needs it.\n{cluster.SUDO_HELP}\n")
     assert changes(calls) == [] and host.files() == before
 
 
@@ -826,7 +828,7 @@ def _identity(
     })  # fmt: skip
     env = {**cluster.identity_env(node), "PI_CLUSTER_PORT": str(server.port), "PATH": os.environ["PATH"]}
     proc = subprocess.run(
-        ["bash", "-c", (SCRIPTS / "host-identity.sh").read_text()],
+        ["bash", "-c", cluster.script("host-identity.sh")],
         input=key if key is not None else (server.dir / "client_ed25519").read_text(),
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -888,6 +890,17 @@ def test_identity_refuses_sudo_with_a_password(sshd: tuple[Sshd, Host]) -> None:
     host.edit(lambda s: s.update(sudo_nopasswd=False))
     proc, _ = _identity(server, server.host_key)
     assert proc.returncode == 1 and '"Enable passwordless sudo"' in proc.stderr
+    assert proc.stderr.endswith(f"cannot run sudo without a password.\n{cluster.SUDO_HELP}\n")
+
+
+def test_both_sudo_refusals_give_the_programs_one_advice() -> None:
+    """host-identity.sh and node-prepare.sh each hold the placeholder once; the text the
+    program sends has SUDO_HELP there and no placeholder left."""
+    for name in ("host-identity.sh", "node-prepare.sh"):
+        assert (SCRIPTS / name).read_text().count(cluster.SUDO_HELP_PLACEHOLDER) == 1, name
+        sent = cluster.script(name)
+        assert "@PI_CLUSTER_" not in sent and f"sudo_help={shlex.quote(cluster.SUDO_HELP)}\n" in sent, name
+        assert "do_sudo_pass" not in (SCRIPTS / name).read_text(), name  # no second copy of the text
 
 
 def test_identity_without_host_key_check_only_when_the_node_says_why(sshd: tuple[Sshd, Host]) -> None:

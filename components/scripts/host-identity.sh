@@ -24,6 +24,8 @@ set -euo pipefail
 node="$PI_CLUSTER_NODE"
 host="$PI_CLUSTER_HOST"
 port="${PI_CLUSTER_PORT:-22}"
+# The advice is the program's (components/cluster.py SUDO_HELP, written in by script()).
+sudo_help=@PI_CLUSTER_SUDO_HELP@
 umask 077
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -54,7 +56,8 @@ out="$(ssh "${opts[@]}" "$PI_CLUSTER_USER@$host" "$remote" 2>"$work/err")" || rc
 case "$rc" in
   0) ;;
   3)
-    echo "error: node $node ($host): $PI_CLUSTER_USER cannot sudo without a password. Tick \"Enable passwordless sudo\" in Raspberry Pi Imager (Customisation: Choose username) and write the card again, or run \`sudo raspi-config nonint do_sudo_pass 1\` on the node." >&2
+    printf 'error: node %s (%s): %s cannot run sudo without a password.\n%s\n' \
+      "$node" "$host" "$PI_CLUSTER_USER" "$sudo_help" >&2
     exit 1
     ;;
   *)

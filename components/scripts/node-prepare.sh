@@ -38,14 +38,11 @@ user="$(id -un)"
 # "raspberrypi-sys-mods no longer ships 010_pi-nopasswd"; release notes 2026-04-13 "Passwordless
 # sudo now disabled by default"; raspberrypi/rpi-imager v2.0.11 writes `sudo: null` for the user
 # unless "Enable passwordless sudo" is ticked).
+# The advice is the program's (components/cluster.py SUDO_HELP, written in by script()).
+sudo_help=@PI_CLUSTER_SUDO_HELP@
 if ! sudo -n true 2>/dev/null; then
-  cat >&2 <<EOF
-error: $(hostname): user $user cannot run sudo without a password, and every bootstrap step needs it.
-Raspberry Pi OS images from 2026-04-13 on ask for the password by default. Either write the card
-again with Raspberry Pi Imager and tick "Enable passwordless sudo" (OS customisation, the step
-"Customisation: Choose username"), or on the node run once:
-  sudo raspi-config nonint do_sudo_pass 1
-EOF
+  printf 'error: %s: user %s cannot run sudo without a password, and every bootstrap step needs it.\n%s\n' \
+    "$(hostname)" "$user" "$sudo_help" >&2
   exit 1
 fi
 
