@@ -78,7 +78,7 @@ class Host:
 
     def cancel_reboot(self) -> None:
         """What someone at the console does to keep the node up after node-prepare.sh scheduled
-        its reboot: stop the timer and start sshd again (same boot, no new connection before)."""
+        its reboot: stop the timer (the fake only records it) and start sshd again, same boot."""
         self.edit(lambda s: s["units"]["ssh.service"].update(active=True))
 
     def file(self, path: str, text: str | None = None) -> str:
