@@ -29,6 +29,7 @@ its kubeconfig a stack secret; no node is touched. Both give the same provider a
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,21 @@ PER_DIAL_TIMEOUT = 10  # seconds per SSH dial attempt
 UNLIMITED_DIALS = -1
 
 
+# What to do when the node's user needs a password for sudo: one text for both scripts that
+# refuse it (host-identity.sh at preview, node-prepare.sh on the node), which script() writes in.
+SUDO_HELP = (
+    "Raspberry Pi OS images from 2026-04-13 on ask for the password by default. Either write the "
+    'card again with Raspberry Pi Imager and tick "Enable passwordless sudo" (OS customisation, '
+    'the step "Customisation: Choose username"), or on the node run once: '
+    "sudo raspi-config nonint do_sudo_pass 1"
+)
+SUDO_HELP_PLACEHOLDER = "@PI_CLUSTER_SUDO_HELP@"
+
+
 def script(name: str) -> str:
-    """The text of a shell script shipped in components/scripts."""
-    return (SCRIPTS / name).read_text()
+    """The text of a shell script shipped in components/scripts, with SUDO_HELP written in
+    (node-prepare.sh takes no environment, so the text cannot come as a parameter)."""
+    return (SCRIPTS / name).read_text().replace(SUDO_HELP_PLACEHOLDER, shlex.quote(SUDO_HELP))
 
 
 @dataclass(frozen=True)
@@ -196,28 +209,33 @@ def labels_env(settings: Settings, node: Node) -> dict[str, str]:
     }
 
 
-def drain_env(settings: Settings, agent: Node, server_id: Any, agent_id: Any) -> dict[str, Any]:
-    """node-remove.sh's drain (on the server): the machine-ids it was created for."""
+def drain_env(settings: Settings, agent: Node, agent_id: Any) -> dict[str, Any]:
+    """node-remove.sh's drain (on the server): the agent's machine-id it was created for (the
+    server's own comes with every command, host_env)."""
     return {
         "PI_CLUSTER_STEP": "drain",
         "PI_CLUSTER_NODE": agent.name,
-        "PI_CLUSTER_HOST_ID": server_id,
         "PI_CLUSTER_NODE_ID": agent_id,
         "PI_CLUSTER_WAIT_SECONDS": str(settings.k3s.drain_timeout_seconds),
     }
 
 
-def uninstall_env(settings: Settings, node: Node, host_id: Any) -> dict[str, Any]:
+def uninstall_env(settings: Settings, node: Node) -> dict[str, Any]:
     """node-remove.sh's uninstall (on the node), as allowed by the settings."""
     server = node.role == "server"
     allow = settings.k3s.allow_server_wipe if server else settings.k3s.allow_uninstall
     return {
         "PI_CLUSTER_STEP": "uninstall",
         "PI_CLUSTER_NODE": node.name,
-        "PI_CLUSTER_HOST_ID": host_id,
         "PI_CLUSTER_UNINSTALLER": "k3s-uninstall.sh" if server else "k3s-agent-uninstall.sh",
         "PI_CLUSTER_ALLOW": "yes" if allow else "no",
     }
+
+
+def host_env(environment: dict[str, Any], host_id: Any) -> dict[str, Any]:
+    """What a command on a host gets: its script's parameters and the machine-id of the host
+    it runs on (PI_CLUSTER_HOST_ID), the one place that identity is added."""
+    return {**environment, "PI_CLUSTER_HOST_ID": host_id}
 
 
 def kubernetes_provider(
@@ -286,7 +304,6 @@ class K3sCluster(pulumi.ComponentResource):
                 )
         self._ids = {n.name: self._identity(n) for n in settings.nodes}
         ready = {n.name: self._prepare(n, settings) for n in settings.nodes}
-        sid = self._ids[server.name]
 
         # Server: install, then read the join token and the kubeconfig as secrets.
         install = self._command(
@@ -319,7 +336,7 @@ class K3sCluster(pulumi.ComponentResource):
                 server,
                 "drain",
                 None,
-                drain_env(settings, agent, sid, self._ids[agent.name]),
+                drain_env(settings, agent, self._ids[agent.name]),
                 depends_on=[join, guard, server_guard],
                 delete=script("node-remove.sh"),
                 resource_name=f"{name}-{agent.name}-drain",
@@ -332,7 +349,8 @@ class K3sCluster(pulumi.ComponentResource):
                 "node-labels.sh",
                 # A new card under this name registers a new Node object: label it again.
                 {**labels_env(settings, node), "PI_CLUSTER_NODE_ID": self._ids[node.name]},
-                depends_on=list({joined[node.name], install}),
+                # The server's own labels wait for its install; an agent's for its join too.
+                depends_on=[install] if node.name == server.name else [joined[node.name], install],
                 resource_name=f"{name}-{node.name}-labels",  # runs on the server, named for the node
             )
             for node in settings.nodes
@@ -415,7 +433,7 @@ class K3sCluster(pulumi.ComponentResource):
         if the setting allowed it when last applied (toggling the setting is an update, never
         a delete, so turning it off cannot trigger an uninstall). While not allowed it has no
         delete step at all, so deleting it never dials the host (a dead node can be removed)."""
-        env = uninstall_env(settings, node, self._ids[node.name])
+        env = uninstall_env(settings, node)
         return self._command(
             node,
             "uninstall",
@@ -448,7 +466,7 @@ class K3sCluster(pulumi.ComponentResource):
         command again: an update, not a replacement, because a replacement would also run the
         old command's delete step (a drain, a DNS reset) at the end of the deployment."""
         if identified:
-            environment = {**environment, "PI_CLUSTER_HOST_ID": self._ids[node.name]}
+            environment = host_env(environment, self._ids[node.name])
         return command.remote.Command(
             resource_name or f"{self._name}-{node.name}-{step}",
             connection=self._connection(node, dial_error_limit=dial_error_limit),

@@ -100,6 +100,18 @@ def host_key_problem(entry: str, address: str) -> str | None:
             f"with a type of {', '.join(_HOST_KEY_TYPES)}"
         )
     host, kind, key = split
+    if kind == "ssh-rsa":
+        # pulumi-command offers only the recorded key's own type as host key algorithm
+        # (pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go:
+        # HostKeyAlgorithms = []string{publicKey.Type()}); for an RSA key that is "ssh-rsa", the
+        # SHA-1 signature, which sshd no longer offers since OpenSSH 8.8 (sshd_config(5) of
+        # Debian's openssh-server 1:9.2p1-2+deb12u10: HostKeyAlgorithms default has only
+        # rsa-sha2-512,rsa-sha2-256), so every command would fail its handshake.
+        return (
+            "is an ssh-rsa key, which pulumi-command checks with the SHA-1 ssh-rsa signature that "
+            "OpenSSH 8.8 and later (Raspberry Pi OS Bookworm and Trixie) no longer offer; record "
+            f"the node's ed25519 key instead: `ssh-keyscan -t ed25519 {address}`"
+        )
     # ssh-keyscan names a host on another port as [address]:port.
     names = [re.sub(r"^\[(.*)\]:\d+$", r"\1", n) for n in (host or address).split(",")]
     if address not in names:
@@ -133,7 +145,8 @@ class Node(Model):
     static_dns: bool = True
     dns_resolvers: list[IPv4] = Field(default_factory=lambda: ["1.1.1.1", "8.8.8.8"], min_length=1)
     # NetworkManager connection whose resolvers are set: by default the one active on nmDevice
-    # (Bookworm images name it "Wired connection 1", Trixie's netplan "netplan-eth0"); set
+    # (Bookworm images name it "Wired connection 1", Trixie's netplan "netplan-eth0", the
+    # "netplan-<id>" of canonical/netplan 1.1.2 src/nm.c, id eth0 as observed); set
     # nmConnection only to override what the device reports.
     nm_device: str = Field(default="eth0", pattern=_IFACE)
     nm_connection: str | None = Field(default=None, pattern=r"^[^\x00-\x1f'\\]{1,64}$")
@@ -183,8 +196,10 @@ class K3s(Model):
     # Upper bound on waiting for K3s files and Kubernetes nodes to appear.
     ready_timeout_seconds: int = Field(default=180, ge=10, le=3600)
     # Upper bound on `systemctl start/restart` of k3s or k3s-agent: the unit is Type=notify with
-    # TimeoutStartSec=0 (k3s-io/k3s install.sh), so an agent that cannot register would wait
-    # forever; past this the journal is printed and the command fails naming the node.
+    # TimeoutStartSec=0 (k3s-io/k3s install.sh, the file the program downloads at v1.33.6+k3s1,
+    # pinned by installerSha256: create_systemd_service_file; read from a stored copy at commit
+    # 0136cf25, not from the tag itself), so an agent that cannot register would wait forever;
+    # past this the journal is printed and the command fails naming the node.
     start_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     # Upper bound on draining a Ready node that leaves the cluster (a NotReady one is not drained:
     # its pods are force-deleted with the node).

@@ -10,17 +10,31 @@ them (:func:`boot`), as the 2025 and 2026 releases of Raspberry Pi OS do:
 - ``bookworm-2025``: NetworkManager profile "Wired connection 1", swap from dphys-swapfile
   (RPi-Distro/pi-gen bookworm stage2/01-sys-tweaks/00-packages), passwordless sudo through
   raspberrypi-sys-mods' /etc/sudoers.d/010_pi-nopasswd.
-- ``trixie-2026``: cloud-init + netplan, so the profile is "netplan-eth0" (pi-gen master
-  stage2/04-cloud-init, ENABLE_CLOUD_INIT=1), swap from rpi-swap (pi-gen 22601c0e: zram with a
-  file behind it, configured by /etc/rpi/swap.conf and drop-ins in /etc/rpi/swap.conf.d/),
-  sudo asks for a password unless Imager's "Enable passwordless sudo" was ticked (pi-gen
-  c020178c, release notes 2026-04-13; rpi-imager v2.0.11 customization_generator.cpp).
+- ``trixie-2026``: cloud-init + netplan (pi-gen stage2/04-cloud-init, ENABLE_CLOUD_INIT=1), so
+  the profile is "netplan-eth0" (netplan's NetworkManager renderer names it "netplan-<id>":
+  canonical/netplan tag 1.1.2 src/nm.c; the id eth0 is observed), swap from rpi-swap (pi-gen
+  22601c0e: zram with a file behind it, configured by /etc/rpi/swap.conf and drop-ins in
+  /etc/rpi/swap.conf.d/), sudo asks for a password unless Imager's "Enable passwordless sudo"
+  was ticked (pi-gen c020178c, release notes 2026-04-13; rpi-imager v2.0.11
+  customization_generator.cpp), which cloud-init turns into /etc/sudoers.d/90-cloud-init-users.
 
-Both run 6.12 kernels: the memory cgroup appears in /sys/fs/cgroup/cgroup.controllers only when
-the kernel command line has cgroup_enable=memory (the Raspberry Pi kernel keeps it off by
-default; cgroup_memory=1 alone does nothing). A Pi 5 boots kernel_2712.img with 16K pages unless
-config.txt names kernel8.img (4K pages). /etc/machine-id is created on the first boot (pi-gen
-export-image/05-finalise leaves "uninitialized" in the image); every boot has a new boot id.
+Kernels (export-noobs/00-release/files/release_notes.txt at the pi-gen tags): the 2025 Bookworm
+releases run 6.12.25 to 6.12.47 (6.12.93 at tag 2026-06-18-raspios-bookworm-arm64), Trixie
+2026-04-13 runs 6.12.75 (6.18.34 at tag 2026-06-18-raspios-trixie-arm64). The memory cgroup is
+built in but off: the device tree's bootargs put cgroup_disable=memory ahead of cmdline.txt, so
+it appears in /sys/fs/cgroup/cgroup.controllers only when cmdline.txt adds cgroup_enable=memory;
+cgroup_memory=1 is not needed, and from 6.12 (no CONFIG_MEMCG_V1) /proc/cgroups no longer lists
+memory at all (raspberrypi/linux issue #6980, the kernel maintainers' answer, 2025-07/08; PR
+#6439). The fake models that rule for both images; 6.18 was not checked separately. A Pi 5
+boots kernel_2712.img with 16K pages unless config.txt names kernel8.img (4K pages).
+
+The image's /etc/machine-id holds no id: Bookworm's is empty (RPi-Distro/pi-gen tag
+2026-06-18-raspios-bookworm-arm64 export-image/05-finalise/01-run.sh: `true >
+"${ROOTFS_DIR}/etc/machine-id"`), Trixie's says "uninitialized" (same file at tag
+2026-06-18-raspios-trixie-arm64: `echo "uninitialized" > ...`, pi-gen c4e9044f). systemd generates
+an id on the next boot and writes it to disk in both cases (machine-id(5) of systemd
+252.38-1~deb12u1, "First boot semantics": "uninitialized" is a first boot; an empty file is not,
+but an id is still bind-mounted over it and committed). Every boot has a new boot id.
 """
 
 from __future__ import annotations
@@ -39,6 +53,8 @@ PI5 = "Raspberry Pi 5 Model B Rev 1.0"
 PI3 = "Raspberry Pi 3 Model B Rev 1.2"
 IMAGES = ("bookworm-2025", "trixie-2026")
 CONNECTION = {"bookworm-2025": "Wired connection 1", "trixie-2026": "netplan-eth0"}
+# /etc/machine-id as each image ships it (the sources are in the module docstring).
+FLASHED_MACHINE_ID = {"bookworm-2025": "", "trixie-2026": "uninitialized\n"}
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 K3S_UNITS = ("k3s", "k3s-agent")
 
@@ -92,7 +108,7 @@ def install_image(
         f'PRETTY_NAME="Debian GNU/Linux {version} ({codename})"\nVERSION_CODENAME={codename}\nID=debian\n'
     )
     _write(root, "etc/os-release", os_release)
-    _write(root, "etc/machine-id", "uninitialized\n")
+    _write(root, "etc/machine-id", FLASHED_MACHINE_ID[image])
     _write(root, "etc/hostname", hostname + "\n")
     part = uuid.uuid4().hex[:8]
     cmdline = f"console=serial0,115200 console=tty1 root=PARTUUID={part}-02 rootfstype=ext4 "
@@ -109,7 +125,12 @@ def install_image(
     if trixie:
         _write(root, "etc/rpi/swap.conf", "# rpi-swap defaults (see swap.conf(5))\n[Main]\n#Mechanism=auto\n")
         if passwordless_sudo:
-            _write(root, "etc/sudoers.d/010_pi-nopasswd", "pi ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+            # Imager's user-data `sudo:` line for the user; cloud-init writes it to its own
+            # sudoers file, 0440, under a header (canonical/cloud-init cloudinit/distros/__init__.py
+            # Distro.ci_sudoers_fn and write_sudo_rules; read in a stored copy, version not
+            # checked). pi-gen c020178c dropped 010_pi-nopasswd.
+            rule = "# Created by cloud-init\n\n# User rules for pi\npi ALL=(ALL) NOPASSWD:ALL\n"
+            _write(root, "etc/sudoers.d/90-cloud-init-users", rule, 0o440)
         connection = {"netplan-eth0": {"GENERAL.DEVICES": "eth0"}}
     else:
         _write(root, "etc/dphys-swapfile", "CONF_SWAPSIZE=512\n")
@@ -170,7 +191,7 @@ def boot(root: Path) -> None:
     state = load(root)
     state["boots"] += 1
     machine_id = root / "etc/machine-id"
-    if machine_id.read_text().strip() == "uninitialized":
+    if machine_id.read_text() in FLASHED_MACHINE_ID.values():
         machine_id.write_text(uuid.uuid4().hex + "\n")
     _write(root, "proc/sys/kernel/random/boot_id", f"{uuid.uuid4()}\n")
     cmdline = (root / "boot/firmware/cmdline.txt").read_text().splitlines()[0]
@@ -198,6 +219,11 @@ def boot(root: Path) -> None:
             swaps.append(f"{fields[0]}\t\t\t\tfile\t\t102396\t\t0\t\t-3")
     _write(root, "proc/swaps", SWAPS_HEADER + "".join(s + "\n" for s in swaps))
     save(state, root)
+
+
+def ssh_accepts(root: Path) -> bool:
+    """Whether a new SSH connection gets through: only while ssh.service runs."""
+    return bool(load(root)["units"].get("ssh.service", {}).get("active"))
 
 
 def installer_script() -> str:
@@ -287,6 +313,10 @@ def systemctl(args: list[str]) -> int:
     elif verb == "reload":
         u["reloads"] = u.get("reloads", 0) + 1
     elif verb == "stop":
+        # ssh.service: sshd stops listening, but the sessions it runs, this one included, go on
+        # (KillMode=process in Debian's unit: /lib/systemd/system/ssh.service of openssh-server
+        # 1:9.2p1-2+deb12u10, Bookworm; Trixie's package was not read). Tests open a new
+        # session only through ssh_accepts(), which then refuses.
         u["active"] = False
     elif verb == "enable":
         u["enabled"] = "enabled"
@@ -364,9 +394,15 @@ def curl(args: list[str]) -> int:
 
 
 def installer(args: list[str]) -> int:
-    """What k3s-io/k3s install.sh does that the scripts rely on: the binary and uninstaller, the
-    unit and its environment file (K3S_* variables, 0600), enabled; started only without
-    INSTALL_K3S_SKIP_START=true (service_enable_and_start)."""
+    """What k3s-io/k3s install.sh (the file the program downloads at v1.33.6+k3s1, pinned by
+    installerSha256) does that the scripts rely on: the binary and uninstaller, the unit
+    (create_systemd_service_file: Type=notify, TimeoutStartSec=0) and its environment file
+    (create_env_file: K3S_* variables, 0600), enabled; started only without
+    INSTALL_K3S_SKIP_START=true (service_enable_and_start). Read from a stored copy of install.sh
+    (k3s-io/k3s commit 0136cf25), not from the tag itself. The binary prints `k3s --version` as
+    k3s does: "k3s version <version> (<commit>)" then "go version ..." (k3s-io/k3s
+    pkg/cli/cmds/root.go NewApp, cli.VersionPrinter; read in a stored copy at commit e7f7db48,
+    older than the tag)."""
     role = args[0]
     env = {
         k: os.environ.get(k)

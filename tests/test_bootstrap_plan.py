@@ -46,13 +46,12 @@ def _after(run: mockrun.Result, later: str, earlier: str) -> bool:
     return target in seen
 
 
-def host_key(name: str) -> str:
-    """An ed25519 host key line as `ssh-keyscan -t ed25519 <address>` prints it (a key of the
-    right shape for the plan; real ones come from the nodes)."""
-    kind = b"ssh-ed25519"
+def host_key(name: str, kind: bytes = b"ssh-ed25519") -> str:
+    """A host key line as `ssh-keyscan -t <kind> <address>` prints it (a key blob of the right
+    type for the plan, not a real key; real ones come from the nodes)."""
     point = hashlib.sha256(name.encode()).digest()
     blob = len(kind).to_bytes(4, "big") + kind + len(point).to_bytes(4, "big") + point
-    return f"{ADDRESS[name]} ssh-ed25519 {base64.b64encode(blob).decode()}"
+    return f"{ADDRESS[name]} {kind.decode()} {base64.b64encode(blob).decode()}"
 
 
 def _with_host_keys() -> dict[str, Any]:
@@ -231,16 +230,16 @@ def test_secrets_are_hidden(pi_k3s: mockrun.Result) -> None:
 
 
 def test_parameters_go_through_environment_and_scripts_are_files(pi_k3s: mockrun.Result) -> None:
-    from components.cluster import SCRIPTS
+    from components.cluster import SCRIPTS, script
 
-    texts = {p.read_text() for p in SCRIPTS.glob("*.sh")}
+    texts = {script(p.name) for p in SCRIPTS.glob("*.sh")}  # as the program sends them
     for reg in pi_k3s.by_type(CMD):
         for step in ("create", "delete"):
             body = reg.plain_inputs.get(step)
             if body:
                 assert body in texts, (reg.name, step)
     for call in pi_k3s.invokes:
-        assert call.args["command"] == (SCRIPTS / "host-identity.sh").read_text()
+        assert call.args["command"] == script("host-identity.sh")
     install = _cmd(pi_k3s, "pi-k3s-install").plain_inputs["environment"]
     assert install["INSTALL_K3S_VERSION"] == "v1.33.6+k3s1"
     assert install["PI_CLUSTER_K3S_CONFIG"] == server_config(_settings())
@@ -426,6 +425,17 @@ BAD = [
     ),
     ("host-key-garbage", _keyed(0, "SHA256:abc"), ["pi-cluster:nodes[0].hostKey", "what ssh-keyscan prints"]),
     (
+        "host-key-rsa",
+        _keyed(0, host_key("pi-k3s", b"ssh-rsa")),
+        [
+            "pi-cluster:nodes[0].hostKey",
+            "is an ssh-rsa key",
+            "OpenSSH 8.8",
+            "`ssh-keyscan -t ed25519 192.168.1.55`",
+            "(node 'pi-k3s')",
+        ],
+    ),
+    (
         "empty-skip-reason",
         lambda r: r["nodes"][0].update(skipHostKeyCheck="no"),
         ["nodes[0].skipHostKeyCheck"],
@@ -493,3 +503,25 @@ def test_good_node_settings_pass() -> None:
     assert s.node("pi3-worker-2").host_key_line == host_key("pi3-worker-2").split(" ", 1)[1]
     assert "kubelet-arg:\n- max-pods=60" in server_config(s)
     assert s.k3s.installer().endswith("/v1.33.6%2Bk3s1/install.sh")
+
+
+def test_host_keys_pulumi_command_can_check_pass_and_rsa_does_not() -> None:
+    """ed25519 and ECDSA keys are accepted; the same node with its RSA key is refused."""
+    for kind in (b"ssh-ed25519", b"ecdsa-sha2-nistp256"):
+        raw = _with_host_keys()
+        raw["nodes"][0]["hostKey"] = host_key("pi-k3s", kind)
+        assert parse(raw).node("pi-k3s").host_key_line == host_key("pi-k3s", kind).split(" ", 1)[1]
+    raw = _with_host_keys()
+    raw["nodes"][0]["hostKey"] = host_key("pi-k3s", b"ssh-rsa")
+    with pytest.raises(SettingsError, match=r"pi-cluster:nodes\[0\]\.hostKey: .* is an ssh-rsa key"):
+        parse(raw)
+
+
+def test_labels_wait_for_the_install_and_an_agents_for_its_join(pi_k3s: mockrun.Result) -> None:
+    """Exactly these dependencies, each once (the server's install is its join)."""
+    install = f"{CMD}::k3s-pi-k3s-install"
+    assert _cmd(pi_k3s, "pi-k3s-labels").depends_on == [install]
+    for agent in AGENTS:
+        assert sorted(_cmd(pi_k3s, f"{agent}-labels").depends_on) == sorted(
+            [f"{CMD}::k3s-{agent}-join", install]
+        )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -74,6 +76,11 @@ class Host:
     def boot(self) -> None:
         fakehost.boot(self.root)
 
+    def cancel_reboot(self) -> None:
+        """What someone at the console does to keep the node up after node-prepare.sh scheduled
+        its reboot: stop the timer (the fake only records it) and start sshd again, same boot."""
+        self.edit(lambda s: s["units"]["ssh.service"].update(active=True))
+
     def file(self, path: str, text: str | None = None) -> str:
         p = self.root / path.lstrip("/")
         if text is not None:
@@ -89,11 +96,14 @@ class Host:
     def run(
         self, script: str, env: dict[str, str] | None = None, ok: bool = True
     ) -> tuple[list[list[str]], str]:
-        """Run a script; return the calls it made and its stdout."""
+        """Run a script in a new SSH session; return the calls it made and its stdout. Raises
+        ConnectionRefusedError while the card's sshd is stopped."""
+        if not fakehost.ssh_accepts(self.root):
+            raise ConnectionRefusedError(f"ssh: connect to {self.image} card: Connection refused")
         calls_file = self.root / ".fake" / "calls.jsonl"
         calls_file.write_text("")
         proc = subprocess.run(
-            ["bash", "-c", (SCRIPTS / script).read_text()],
+            ["bash", "-c", cluster.script(script)],  # the text the program sends
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -221,9 +231,12 @@ def test_prepare_first_run_reboot_then_nothing(
         assert "[all]\nkernel=kernel8.img\n" in host.file("boot/firmware/config.txt")
     else:
         assert "kernel=" not in host.file("boot/firmware/config.txt")
-    # Reboot scheduled after the command returns; sshd refuses new sessions until then.
+    # Reboot scheduled after the command returns; sshd refuses new sessions until then, while
+    # this session goes on to its last line (Debian's ssh.service: KillMode=process).
     assert made[made.index(REBOOT) + 1] == ["systemctl", "stop", "ssh.service"]
     assert f"boot_id={boot_before}" in out and out.strip().endswith("reboot=yes")
+    with pytest.raises(ConnectionRefusedError):
+        host.run("node-wait.sh", _wait_env(node, out))
 
     host.boot()
     _, ready = host.run("node-wait.sh", _wait_env(node, out))
@@ -245,6 +258,7 @@ def test_prepare_refuses_sudo_that_asks_for_a_password(tmp_path: Path, image: st
     calls, _ = host.run("node-prepare.sh", ok=False)
     assert "cannot run sudo without a password" in host.stderr
     assert '"Enable passwordless sudo"' in host.stderr and "do_sudo_pass 1" in host.stderr
+    assert host.stderr.endswith(f"every bootstrap step needs it.\n{cluster.SUDO_HELP}\n")
     assert changes(calls) == [] and host.files() == before
 
 
@@ -288,6 +302,7 @@ def test_prepare_on_a_pi5_reboots_only_while_the_16k_kernel_runs(tmp_path: Path,
     assert host.state["pagesize"] == 16384
     _, out = host.run("node-prepare.sh")
     assert "config:kernel8.img" in out and "reboot=yes" in out
+    host.cancel_reboot()
     _, out = host.run("node-prepare.sh")  # not rebooted yet: config right, kernel not
     assert "changes=none" in out and "reboot=yes" in out
     host.boot()
@@ -301,6 +316,7 @@ def test_wait_refuses_a_node_that_did_not_reboot_or_lacks_what_k3s_needs(
 ) -> None:
     host = Host(tmp_path, image, model=fakehost.PI5, passwordless_sudo=True)
     _, out = host.run("node-prepare.sh")
+    host.cancel_reboot()
     host.run("node-wait.sh", _wait_env(program.server, out), ok=False)  # the same boot
     assert "error: node pi-k3s is not ready" in host.stderr
     assert "was to reboot but still runs boot" in host.stderr
@@ -663,7 +679,7 @@ def _drain(
     host: Host, program: Settings, *, node_id: str = "a" * 32, host_id: str | None = None
 ) -> dict[str, str]:
     here = host.file("etc/machine-id").strip()
-    env = cluster.drain_env(program, program.node("pi3-worker-1"), host_id or here, node_id)
+    env = cluster.host_env(cluster.drain_env(program, program.node("pi3-worker-1"), node_id), host_id or here)
     return {k: str(v) for k, v in env.items()}
 
 
@@ -713,11 +729,11 @@ def test_uninstall_only_when_allowed_and_only_on_its_host(
     agent = program.node("pi3-worker-1")
     host.run("k3s-install.sh", cluster.join_env(program, agent, TOKEN))
     here = host.file("etc/machine-id").strip()
-    env = {k: str(v) for k, v in cluster.uninstall_env(program, agent, here).items()}
+    env = {k: str(v) for k, v in cluster.host_env(cluster.uninstall_env(program, agent), here).items()}
     calls, out = host.run("node-remove.sh", env)
     assert changes(calls) == [] and "left installed" in out
     allowed = settings_with(installerSha256=fake_installer_sha(), allowUninstall=True)
-    env = {k: str(v) for k, v in cluster.uninstall_env(allowed, agent, here).items()}
+    env = {k: str(v) for k, v in cluster.host_env(cluster.uninstall_env(allowed, agent), here).items()}
     calls, _ = host.run("node-remove.sh", {**env, "PI_CLUSTER_HOST_ID": "d" * 32})
     assert changes(calls) == [] and (host.root / "usr/local/bin/k3s").exists()
     calls, out = host.run("node-remove.sh", env)
@@ -812,7 +828,7 @@ def _identity(
     })  # fmt: skip
     env = {**cluster.identity_env(node), "PI_CLUSTER_PORT": str(server.port), "PATH": os.environ["PATH"]}
     proc = subprocess.run(
-        ["bash", "-c", (SCRIPTS / "host-identity.sh").read_text()],
+        ["bash", "-c", cluster.script("host-identity.sh")],
         input=key if key is not None else (server.dir / "client_ed25519").read_text(),
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -842,6 +858,24 @@ def test_identity_takes_the_key_as_pulumi_config_holds_it(sshd: tuple[Sshd, Host
     assert proc.stdout == host.file("etc/machine-id")
 
 
+def test_identity_refuses_a_card_before_its_first_boot_and_reads_the_id_systemd_writes(
+    sshd: tuple[Sshd, Host],
+) -> None:
+    """The card as flashed has no id (Bookworm: empty, Trixie: "uninitialized"); booting it
+    gives it one, which is then the node's identity."""
+    server, host = sshd
+    before = host.file("etc/machine-id")
+    host.file("etc/machine-id", fakehost.FLASHED_MACHINE_ID[host.image])
+    proc, _ = _identity(server, server.host_key)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "not 32 hex digits (has the card finished its first boot?)" in proc.stderr
+    host.boot()
+    after = host.file("etc/machine-id")
+    assert re.fullmatch(r"[0-9a-f]{32}\n", after) and after != before
+    proc, _ = _identity(server, server.host_key)
+    assert proc.returncode == 0 and proc.stdout == after
+
+
 def test_identity_refuses_a_wrong_host_key(sshd: tuple[Sshd, Host], tmp_path: Path) -> None:
     server, _ = sshd
     other = _keygen(tmp_path / "other_host")
@@ -856,6 +890,17 @@ def test_identity_refuses_sudo_with_a_password(sshd: tuple[Sshd, Host]) -> None:
     host.edit(lambda s: s.update(sudo_nopasswd=False))
     proc, _ = _identity(server, server.host_key)
     assert proc.returncode == 1 and '"Enable passwordless sudo"' in proc.stderr
+    assert proc.stderr.endswith(f"cannot run sudo without a password.\n{cluster.SUDO_HELP}\n")
+
+
+def test_both_sudo_refusals_give_the_programs_one_advice() -> None:
+    """host-identity.sh and node-prepare.sh each hold the placeholder once; the text the
+    program sends has SUDO_HELP there and no placeholder left."""
+    for name in ("host-identity.sh", "node-prepare.sh"):
+        assert (SCRIPTS / name).read_text().count(cluster.SUDO_HELP_PLACEHOLDER) == 1, name
+        sent = cluster.script(name)
+        assert "@PI_CLUSTER_" not in sent and f"sudo_help={shlex.quote(cluster.SUDO_HELP)}\n" in sent, name
+        assert "do_sudo_pass" not in (SCRIPTS / name).read_text(), name  # no second copy of the text
 
 
 def test_identity_without_host_key_check_only_when_the_node_says_why(sshd: tuple[Sshd, Host]) -> None:

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The node's host identity, read on every preview and up (command:local:run runs on the machine
 # that runs Pulumi, "executed unconditionally": pulumi/pulumi-command v1.2.1
-# provider/pkg/provider/local/run.go). Prints the node's /etc/machine-id, which systemd creates on
-# a card's first boot (RPi-Distro/pi-gen export-image/05-finalise writes "uninitialized" into the
-# image), so a new card is a new identity and every command of that node runs again on it.
+# provider/pkg/provider/local/run.go). Prints the node's /etc/machine-id, which systemd generates
+# on a new card's first start, so a new card is a new identity and every command of that node
+# runs again on it. The images ship no id: an empty file on Bookworm (RPi-Distro/pi-gen tag
+# 2026-06-18-raspios-bookworm-arm64 export-image/05-finalise/01-run.sh), "uninitialized" on
+# Trixie (same file at tag 2026-06-18-raspios-trixie-arm64); systemd writes a generated id over
+# either (machine-id(5), systemd 252, "First boot semantics").
 # Checks on the way that the host key is the recorded one (OpenSSH, StrictHostKeyChecking=yes)
 # and that sudo works without a password, so a wrong host or a 2026 image without passwordless
 # sudo stops the preview, naming the node, before anything runs.
@@ -21,6 +24,8 @@ set -euo pipefail
 node="$PI_CLUSTER_NODE"
 host="$PI_CLUSTER_HOST"
 port="${PI_CLUSTER_PORT:-22}"
+# The advice is the program's (components/cluster.py SUDO_HELP, written in by script()).
+sudo_help=@PI_CLUSTER_SUDO_HELP@
 umask 077
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -51,7 +56,8 @@ out="$(ssh "${opts[@]}" "$PI_CLUSTER_USER@$host" "$remote" 2>"$work/err")" || rc
 case "$rc" in
   0) ;;
   3)
-    echo "error: node $node ($host): $PI_CLUSTER_USER cannot sudo without a password. Tick \"Enable passwordless sudo\" in Raspberry Pi Imager (Customisation: Choose username) and write the card again, or run \`sudo raspi-config nonint do_sudo_pass 1\` on the node." >&2
+    printf 'error: node %s (%s): %s cannot run sudo without a password.\n%s\n' \
+      "$node" "$host" "$PI_CLUSTER_USER" "$sudo_help" >&2
     exit 1
     ;;
   *)

@@ -9,7 +9,9 @@
 #     renumber a running cluster);
 #   - the unit is (re)started by this script, not by the installer (INSTALL_K3S_SKIP_START=true):
 #     k3s.service and k3s-agent.service are Type=notify with TimeoutStartSec=0 (k3s-io/k3s
-#     install.sh create_systemd_service_file), so a blocking start never ends when an agent
+#     install.sh, the file the program downloads at v1.33.6+k3s1, pinned by installerSha256:
+#     create_systemd_service_file; read from a stored copy of install.sh at k3s-io/k3s commit
+#     0136cf25, not from the tag itself), so a blocking start never ends when an agent
 #     cannot register; here it is cut off after PI_CLUSTER_START_SECONDS, and the unit's journal
 #     is printed before failing. A rerun with unchanged inputs starts or restarts nothing.
 # Waits (bounded) until the server's kubeconfig and join token exist. Never prints the token.
@@ -37,7 +39,10 @@ node="$PI_CLUSTER_NODE"
 version="$INSTALL_K3S_VERSION"
 start_seconds="${PI_CLUSTER_START_SECONDS:-300}"
 wait_seconds="${PI_CLUSTER_WAIT_SECONDS:-180}"
-# The installer starts nothing (install.sh: `[ "${INSTALL_K3S_SKIP_START}" = true ] && return`).
+# The installer starts nothing (k3s-io/k3s install.sh, the file the program downloads at
+# v1.33.6+k3s1, pinned by installerSha256, service_enable_and_start:
+# `[ "${INSTALL_K3S_SKIP_START}" = true ] && return`; read from the same stored copy, commit
+# 0136cf25, not from the tag itself).
 export INSTALL_K3S_SKIP_START=true
 preserve=INSTALL_K3S_VERSION,INSTALL_K3S_SKIP_START
 case "$PI_CLUSTER_ROLE" in
@@ -68,6 +73,9 @@ printf '%s\n' "$join" >"$tmp/join"
 
 installed=""
 if command -v k3s >/dev/null 2>&1; then
+  # First line "k3s version v1.33.6+k3s1 (<commit>)": k3s-io/k3s pkg/cli/cmds/root.go NewApp
+  # (cli.VersionPrinter prints "%s version %s" with app.Version "<version> (<commit>)"), read in
+  # a stored copy at commit e7f7db48, older than v1.33.6+k3s1.
   installed="$(k3s --version | awk 'NR == 1 {print $3}')"
 fi
 if [[ -n "$installed" && "$installed" != "$version" ]] &&

@@ -6,7 +6,10 @@
 # session) instead of taking the link down. Mode auto hands DNS back to DHCP, but only on a node
 # this script made static (a marker records it), so a node that never had staticDns keeps its own.
 # The connection is the one active on the device: Bookworm images call it "Wired connection 1",
-# Trixie images (cloud-init + netplan, RPi-Distro/pi-gen stage2/04-cloud-init) "netplan-eth0".
+# Trixie images (cloud-init + netplan) "netplan-eth0": netplan's NetworkManager renderer names
+# the profile "netplan-<id>" after the network config's key for the device (canonical/netplan
+# tag 1.1.2 src/nm.c, g_strdup_printf("netplan-%s", def->id)); that the key is eth0 on these
+# images is observed, not read at a source.
 # Parameters (environment):
 #   PI_CLUSTER_NODE           node name (for messages)
 #   PI_CLUSTER_NM_DEVICE      network device, e.g. eth0

@@ -5,8 +5,18 @@
 #   - sudo works without a password (everything else runs through it);
 #   - sshd accepts the parameters later commands send through their environment (AcceptEnv);
 #   - the running kernel has the memory cgroup: /sys/fs/cgroup/cgroup.controllers lists it
-#     (6.12 kernels no longer list it in /proc/cgroups); if not, cmdline.txt gets
-#     cgroup_enable=memory (and cgroup_memory=1 for older kernels) and the node reboots;
+#     (6.12 kernels, built without CONFIG_MEMCG_V1, no longer list it in /proc/cgroups); if not,
+#     cmdline.txt gets cgroup_enable=memory and cgroup_memory=1, and the node reboots. The
+#     Raspberry Pi kernel has the memory cgroup but its device tree turns it off
+#     (cgroup_disable=memory ahead of cmdline.txt); cgroup_enable=memory in cmdline.txt turns it
+#     back on and is all that is needed (raspberrypi/linux issue #6980, the kernel maintainers'
+#     answer). cgroup_memory=1 is added too because K3s's own installer asks for both (its
+#     service_enable_and_start prints 'you may need to add "cgroup_memory=1
+#     cgroup_enable=memory"'; the copy of install.sh read is named below), though #6980 says it
+#     is not needed. Kernels of the images: 6.12.25 to 6.12.93 (Bookworm), 6.12.75 (Trixie
+#     2026-04-13), 6.18.34 (Trixie 2026-06-18) (RPi-Distro/pi-gen
+#     export-noobs/00-release/files/release_notes.txt at tags 2026-06-18-raspios-bookworm-arm64
+#     and 2026-06-18-raspios-trixie-arm64);
 #   - a Pi 5 boots the 4K-page kernel8.img instead of kernel_2712.img (16K pages, which
 #     jemalloc-based images such as Immich's Valkey do not survive): kernel=kernel8.img in
 #     /boot/firmware/config.txt, reboot only while the running kernel still has 16K pages;
@@ -14,8 +24,10 @@
 #     /etc/rpi/swap.conf.d/, Bookworm's dphys-swapfile (and zram-tools) are masked, fstab swap
 #     lines are commented out, active swap is turned off.
 # Prints changes=..., boot_id=<this boot> and reboot=yes|no; node-wait.sh reads them. A reboot is
-# scheduled a few seconds out and sshd stops taking new connections right away (Debian's
-# ssh.service keeps running sessions), so this command returns cleanly and the next one waits.
+# scheduled a few seconds out and sshd stops taking new connections right away; the sessions it
+# runs, this one included, go on (KillMode=process in Debian's ssh.service:
+# /lib/systemd/system/ssh.service of openssh-server 1:9.2p1-2+deb12u10, Bookworm; Trixie's
+# package was not read), so this command returns cleanly and the next one waits.
 # PI_CLUSTER_ROOT prefixes every path: empty on a host, a fake root in tests.
 set -euo pipefail
 
@@ -26,14 +38,11 @@ user="$(id -un)"
 # "raspberrypi-sys-mods no longer ships 010_pi-nopasswd"; release notes 2026-04-13 "Passwordless
 # sudo now disabled by default"; raspberrypi/rpi-imager v2.0.11 writes `sudo: null` for the user
 # unless "Enable passwordless sudo" is ticked).
+# The advice is the program's (components/cluster.py SUDO_HELP, written in by script()).
+sudo_help=@PI_CLUSTER_SUDO_HELP@
 if ! sudo -n true 2>/dev/null; then
-  cat >&2 <<EOF
-error: $(hostname): user $user cannot run sudo without a password, and every bootstrap step needs it.
-Raspberry Pi OS images from 2026-04-13 on ask for the password by default. Either write the card
-again with Raspberry Pi Imager and tick "Enable passwordless sudo" (OS customisation, the step
-"Customisation: Choose username"), or on the node run once:
-  sudo raspi-config nonint do_sudo_pass 1
-EOF
+  printf 'error: %s: user %s cannot run sudo without a password, and every bootstrap step needs it.\n%s\n' \
+    "$(hostname)" "$user" "$sudo_help" >&2
   exit 1
 fi
 
@@ -60,8 +69,10 @@ fi
 
 reboot=no
 
-# Memory cgroup: what the running kernel offers decides (k3s-io/k3s install.sh checks
-# /sys/fs/cgroup/cgroup.controllers first, /proc/cgroups only as a fallback).
+# Memory cgroup: what the running kernel offers decides (k3s-io/k3s install.sh, the file the
+# program downloads at v1.33.6+k3s1, pinned by installerSha256: service_enable_and_start checks
+# /sys/fs/cgroup/cgroup.controllers first, /proc/cgroups only as a fallback; read from a stored
+# copy of install.sh at k3s-io/k3s commit 0136cf25, not from the tag itself).
 if ! grep -qw memory "$root/sys/fs/cgroup/cgroup.controllers" 2>/dev/null; then
   cmdline="$root/boot/firmware/cmdline.txt"
   if [[ ! -f "$cmdline" ]]; then
